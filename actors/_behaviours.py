@@ -1,0 +1,173 @@
+"""Behaviours: handlers attached by event type and subject-name pattern, filters, middleware.
+
+Matching is done once per (event type, subject name) and cached, so the hot path of a turn is a
+dictionary lookup, not a scan over every handler.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from ._context import Context
+
+HandlerFunc = Callable[[Context], Awaitable[Any]]
+Predicate = Callable[[Context], Any]
+Next = Callable[[], Awaitable[Any]]
+Middleware = Callable[[Context, Next], Awaitable[Any]]
+F = TypeVar("F", bound=Callable[..., Any])
+
+_FILTERS_ATTR = "__subjects_filters__"
+_CACHE_LIMIT = 1 << 16
+
+
+def compile_pattern(pattern: str) -> Callable[[str], bool]:
+    """A glob pattern (`*`, `?`, `[...]`) as a fast predicate on a name."""
+    if type(pattern) is not str or not pattern:
+        raise TypeError(f"a pattern must be a non-empty str, not {pattern!r}")
+    if pattern == "*":
+        return _always
+    if not any(c in pattern for c in "*?["):
+        return pattern.__eq__
+    return re.compile(fnmatch.translate(pattern)).match  # type: ignore[return-value]
+
+
+def _always(_: str) -> bool:
+    return True
+
+
+class Filter:
+    __slots__ = ("is_async", "predicate")
+
+    def __init__(self, predicate: Predicate) -> None:
+        if not callable(predicate):
+            raise TypeError(f"@when takes a callable, not {predicate!r}")
+        self.predicate = predicate
+        # Decided once here, never per event.
+        self.is_async = inspect.iscoroutinefunction(predicate)
+
+
+class Handler:
+    """A registered behaviour: its function, what it listens to, and its filters."""
+
+    __slots__ = ("event_patterns", "filters", "func", "matches_event", "matches_subject", "name",
+                 "subject_pattern")
+
+    def __init__(self, func: HandlerFunc, event_patterns: tuple[str, ...], subject: str) -> None:
+        if not inspect.iscoroutinefunction(func):
+            raise TypeError(f"handler {func!r} must be an `async def` function")
+        self.func = func
+        self.name = getattr(func, "__qualname__", repr(func))
+        self.event_patterns = event_patterns
+        self.subject_pattern = subject
+        matchers = [compile_pattern(p) for p in event_patterns]
+        self.matches_event: Callable[[str], bool] = (
+            matchers[0] if len(matchers) == 1 else (lambda t: any(m(t) for m in matchers))
+        )
+        self.matches_subject = compile_pattern(subject)
+        # The same list object as on the function, so an @when stacked above @on still applies.
+        self.filters: list[Filter] = func.__dict__.setdefault(_FILTERS_ATTR, [])
+
+    def __repr__(self) -> str:
+        return f"<Handler {self.name} on {self.event_patterns} subject={self.subject_pattern!r}>"
+
+
+class Registry:
+    """Every behaviour and middleware of one runtime."""
+
+    def __init__(self) -> None:
+        self.handlers: list[Handler] = []
+        self.middleware_chain: tuple[Middleware, ...] = ()
+        self._cache: dict[tuple[str, str], tuple[Handler, ...]] = {}
+        self._event_cache: dict[str, bool] = {}
+
+    def on(self, *event_types: str, subject: str = "*") -> Callable[[F], F]:
+        """Attach an `async def handler(ctx)` to event types (glob patterns) on subjects whose
+        name matches `subject` (a glob pattern)."""
+        if not event_types:
+            raise TypeError("@on needs at least one event type")
+        for pattern in (*event_types, subject):
+            compile_pattern(pattern)
+
+        def register(func: F) -> F:
+            self.handlers.append(Handler(func, tuple(event_types), subject))
+            self._invalidate()
+            return func
+
+        return register
+
+    def when(self, predicate: Predicate) -> Callable[[F], F]:
+        """Run the handler only when `predicate(ctx)` (sync or async) is true. Stack freely: all
+        filters must pass."""
+        condition = Filter(predicate)
+
+        def attach(func: F) -> F:
+            func.__dict__.setdefault(_FILTERS_ATTR, []).insert(0, condition)
+            return func
+
+        return attach
+
+    def middleware(self, func: Middleware) -> Middleware:
+        """Wrap every handler call: `async def mw(ctx, next): ... await next() ...`. Middleware
+        runs in registration order, the first registered outermost."""
+        if not inspect.iscoroutinefunction(func):
+            raise TypeError(f"middleware {func!r} must be an `async def` function")
+        self.middleware_chain = (*self.middleware_chain, func)
+        return func
+
+    def match(self, event_type: str, subject: str) -> tuple[Handler, ...]:
+        key = (event_type, subject)
+        found = self._cache.get(key)
+        if found is None:
+            found = tuple(
+                h for h in self.handlers
+                if h.matches_event(event_type) and h.matches_subject(subject)
+            )
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[key] = found
+        return found
+
+    def listens_to(self, event_type: str) -> bool:
+        """Whether any handler could receive this event type (on any subject)."""
+        found = self._event_cache.get(event_type)
+        if found is None:
+            found = any(h.matches_event(event_type) for h in self.handlers)
+            self._event_cache[event_type] = found
+        return found
+
+    def _invalidate(self) -> None:
+        self._cache.clear()
+        self._event_cache.clear()
+
+
+async def call_handler(handler: Handler, ctx: Context, chain: tuple[Middleware, ...]) -> Any:
+    """Run the filters, then the handler inside the middleware chain. Returns `SKIPPED` when a
+    filter said no."""
+    for f in handler.filters:
+        verdict = f.predicate(ctx)
+        if f.is_async or (type(verdict) is not bool and inspect.isawaitable(verdict)):
+            verdict = await verdict
+        if not verdict:
+            return SKIPPED
+    ctx.handler = handler.name
+    if not chain:
+        return await handler.func(ctx)
+    return await _through(chain, 0, ctx, handler.func)
+
+
+def _through(chain: tuple[Middleware, ...], i: int, ctx: Context, func: HandlerFunc) -> Awaitable[Any]:
+    if i == len(chain):
+        return func(ctx)
+    return chain[i](ctx, lambda: _through(chain, i + 1, ctx, func))
+
+
+class _Skipped:
+    def __repr__(self) -> str:
+        return "SKIPPED"
+
+
+SKIPPED: Any = _Skipped()

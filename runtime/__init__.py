@@ -1,0 +1,43 @@
+"""The engine of subjects: activation, mailboxes, turns, supervision, persistence."""
+
+from ._clock import Clock
+from ._deadletters import DeadLetter, DeadLetters
+from ._errors import (
+    AskCycleError,
+    AskTimeout,
+    CascadeTooDeep,
+    MailboxFull,
+    NoHandler,
+    NotDurable,
+    RuntimeNotRunning,
+    StaleVersion,
+    SubjectsError,
+    SubjectStopped,
+)
+from ._ref import SubjectRef, SubjectView
+from ._run import run
+from ._runtime import Runtime
+from ._supervision import Backoff, Policy, Supervisor
+
+__all__ = [
+    "AskCycleError",
+    "AskTimeout",
+    "Backoff",
+    "CascadeTooDeep",
+    "Clock",
+    "DeadLetter",
+    "DeadLetters",
+    "MailboxFull",
+    "NoHandler",
+    "NotDurable",
+    "Policy",
+    "Runtime",
+    "RuntimeNotRunning",
+    "StaleVersion",
+    "SubjectRef",
+    "SubjectStopped",
+    "SubjectView",
+    "SubjectsError",
+    "Supervisor",
+    "run",
+]

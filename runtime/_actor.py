@@ -1,0 +1,85 @@
+"""The engine's record of one activated subject, and the messages in its mailbox.
+
+Both are small `__slots__` objects: an idle actor costs its properties plus this record and
+owns no task and no queue (the mailbox deque exists only while messages wait).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._supervision import Intensity, Supervisor
+
+LOADING, ACTIVE, STOPPED = 0, 1, 2
+
+# Message kinds. Property messages never reach behaviours directly: they change state, and the
+# change (if any) is what behaviours see.
+EVENT, ASK, SET, DELETE, SET_EXT, DELETE_EXT, PATCH, GET, GET_EXT, READ, STORE = range(11)
+KIND_NAMES = ("event", "ask", "set", "delete", "set_ext", "delete_ext", "patch", "get", "get_ext",
+              "read", "store")
+
+
+class Message:
+    """One entry of a mailbox. `name` is the event type or property name; `value` the payload or
+    new value; `chain` the subjects waiting on this one through asks (for cycle detection)."""
+
+    __slots__ = ("chain", "durable", "extra", "future", "kind", "name", "value")
+
+    def __init__(self, kind: int, name: str, value: Any = None, extra: Any = None,
+                 future: asyncio.Future[Any] | None = None, chain: tuple[str, ...] = (),
+                 durable: bool = False) -> None:
+        self.kind = kind
+        self.name = name
+        self.value = value
+        self.extra = extra
+        self.future = future
+        self.chain = chain
+        self.durable = durable
+
+    def __repr__(self) -> str:
+        return f"<Message {KIND_NAMES[self.kind]} {self.name!r}>"
+
+
+class Trouble:
+    """What an actor that has failed carries: its restart history and pending restart."""
+
+    __slots__ = ("failures", "restart_at", "restarts", "stop_reason")
+
+    def __init__(self, failures: Intensity) -> None:
+        self.failures = failures
+        self.restart_at: float | None = None
+        self.restarts = 0
+        self.stop_reason: str | None = None
+
+
+class Actor:
+    """An activated subject: its state, its version, its mailbox and where it stands."""
+
+    __slots__ = ("ext", "idle_since", "mailbox", "name", "props", "space", "status",
+                 "stored_version", "supervisor", "task", "trouble", "version")
+
+    def __init__(self, name: str, supervisor: Supervisor) -> None:
+        self.name = name
+        self.props: dict[str, Any] = {}
+        self.ext: dict[str, Any] | None = None
+        self.version = 0
+        self.stored_version = 0  # the version the store holds (what a write must be based on)
+        self.status = LOADING
+        self.mailbox: deque[Message] | None = None
+        self.task: asyncio.Task[None] | None = None  # the drain task, while there is work
+        self.supervisor = supervisor
+        self.trouble: Trouble | None = None
+        self.space: deque[asyncio.Future[None]] | None = None  # senders waiting for room
+        self.idle_since = 0.0
+
+    def __repr__(self) -> str:
+        status = ("loading", "active", "stopped")[self.status]
+        return f"<Actor {self.name!r} v{self.version} {status}>"
+
+    @property
+    def clean(self) -> bool:
+        """Everything committed is stored."""
+        return self.version == self.stored_version

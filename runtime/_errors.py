@@ -1,0 +1,59 @@
+"""Errors the engine reports to callers. Each names what happened and to which subject."""
+
+from __future__ import annotations
+
+
+class SubjectsError(Exception):
+    """Base of the runtime's own errors."""
+
+
+class RuntimeNotRunning(SubjectsError):
+    """A message was sent to a runtime that is not started (use `async with rt:`) or is closing."""
+
+
+class MailboxFull(SubjectsError):
+    """The subject's mailbox is at its bound and the caller asked not to wait."""
+
+    def __init__(self, subject: str, size: int) -> None:
+        super().__init__(f"mailbox of {subject!r} is full ({size} messages)")
+        self.subject = subject
+
+
+class SubjectStopped(SubjectsError):
+    """The subject was stopped by its supervisor (restart intensity exceeded); it refuses messages
+    until restarted with `rt.restart(name)`."""
+
+    def __init__(self, subject: str, reason: str) -> None:
+        super().__init__(f"subject {subject!r} is stopped: {reason}")
+        self.subject = subject
+
+
+class AskCycleError(SubjectsError):
+    """An ask would wait on a subject that is itself waiting, directly or not, on the asker."""
+
+    def __init__(self, chain: tuple[str, ...], target: str) -> None:
+        path = " -> ".join((*chain, target))
+        super().__init__(f"ask cycle: {path} (the last subject is already waiting in this chain)")
+        self.chain = (*chain, target)
+
+
+class AskTimeout(SubjectsError, TimeoutError):
+    """No reply within the ask's timeout. The message may still be handled later."""
+
+
+class NoHandler(SubjectsError, LookupError):
+    """An ask found no behaviour for that event type on that subject."""
+
+
+class CascadeTooDeep(SubjectsError):
+    """A turn's cascade of property events did not settle within the depth limit (usually two
+    behaviours that keep changing each other's property)."""
+
+
+class StaleVersion(SubjectsError):
+    """The store refused a snapshot because another writer stored a newer version; the actor
+    was reloaded from the store and its unsaved changes were discarded."""
+
+
+class NotDurable(SubjectsError, TimeoutError):
+    """A durable acknowledgement was asked for, but the snapshot was not committed in time."""

@@ -1,0 +1,95 @@
+"""References: cheap addresses of subjects. Every method is a message to the subject's actor."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ._actor import DELETE, DELETE_EXT, GET, GET_EXT, READ, SET_EXT, Message
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+
+
+class SubjectView(msgspec.Struct, frozen=True):
+    """A subject's whole state at one moment (a copy: changing it changes nothing)."""
+
+    name: str
+    version: int
+    properties: dict[str, Any]
+    ext: dict[str, Any]
+
+
+class SubjectRef:
+    """The address of one subject. Creating it activates nothing.
+
+    Outside a handler every method sends a message and waits for its turn to be applied, cascade
+    included. Inside a handler, `set`, `delete` and `tell` on a reference are sent when the
+    handler's turn commits (and return None at once), while `get` and `ask` wait for the answer.
+    """
+
+    __slots__ = ("_rt", "name")
+
+    def __init__(self, runtime: Runtime, name: str) -> None:
+        self._rt = runtime
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<SubjectRef {self.name!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SubjectRef) and other._rt is self._rt and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    async def set(self, prop: str, value: Any, *, extra: Any = None,
+                  durable: bool | None = None) -> Any:
+        """Set a property to a value, or to `value(current)` if callable (atomic: applied inside
+        the turn). Returns the value stored."""
+        return await self._rt._set(self.name, prop, value, extra, durable)
+
+    async def patch(self, values: Mapping[str, Any], *, extra: Any = None,
+                    durable: bool | None = None) -> int:
+        """Set several properties in one turn; returns the subject's new version."""
+        version: int = await self._rt._patch(self.name, values, extra, durable)
+        return version
+
+    async def delete(self, prop: str, *, extra: Any = None, durable: bool | None = None) -> bool:
+        """Delete a property; returns whether it existed."""
+        deleted: bool = await self._rt._write(self.name, Message(DELETE, prop, None, extra),
+                                              durable)
+        return deleted
+
+    async def get(self, prop: str, default: Any = None) -> Any:
+        return await self._rt._read(self.name, GET, prop, default)
+
+    async def set_ext(self, prop: str, value: Any, *, durable: bool | None = None) -> Any:
+        """Set an extended property: stored with the subject, never an event."""
+        return await self._rt._write(self.name, Message(SET_EXT, prop, value), durable)
+
+    async def get_ext(self, prop: str, default: Any = None) -> Any:
+        return await self._rt._read(self.name, GET_EXT, prop, default)
+
+    async def delete_ext(self, prop: str, *, durable: bool | None = None) -> bool:
+        deleted: bool = await self._rt._write(self.name, Message(DELETE_EXT, prop), durable)
+        return deleted
+
+    async def state(self) -> SubjectView:
+        """All properties, extended properties and the version, as of this message's turn."""
+        view: SubjectView = await self._rt._read(self.name, READ, "", None)
+        return view
+
+    async def store(self) -> int:
+        """Write this subject's snapshot now and wait until it is committed; returns its
+        version."""
+        return await self._rt._store(self.name)
+
+    async def tell(self, event_type: str, payload: Any = None, *, wait: bool = True) -> None:
+        await self._rt.tell(self, event_type, payload, wait=wait)
+
+    async def ask(self, event_type: str, payload: Any = None, *,
+                  timeout: float | None = None) -> Any:
+        return await self._rt.ask(self, event_type, payload, timeout=timeout)

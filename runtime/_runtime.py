@@ -1,0 +1,846 @@
+"""The runtime: activation, mailboxes, turns, supervision and passivation of subject actors.
+
+Every subject is a virtual actor. Addressing one is free; its first message activates it (state
+loaded from the store exactly once, however many messages race to it), a drain task works
+through its mailbox while there is work and ends when there is none, so an idle actor owns no
+task. Each message is one turn: the message, then the cascade of property events it causes,
+breadth-first. A turn commits as a whole (state, version, outgoing messages) or, if any handler
+raises, rolls back as a whole and is reported to the caller, the dead-letter log and the
+actor's supervisor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import random
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import msgspec
+
+from actors import (
+    SUBJECT_ACTIVATED,
+    SUBJECT_PASSIVATED,
+    SUBJECT_RESTARTED,
+    SUBJECT_STOPPED,
+    SUPERVISOR_ESCALATED,
+    Context,
+    Middleware,
+    Registry,
+    SubjectState,
+    check_subject_name,
+    normalize,
+)
+from actors._behaviours import SKIPPED, Predicate, call_handler
+from actors._state import check_property_name
+from storage import Snapshot, SnapshotStore, StoreUnavailable, open_store
+
+from ._actor import (
+    ACTIVE,
+    ASK,
+    DELETE,
+    DELETE_EXT,
+    EVENT,
+    GET,
+    GET_EXT,
+    KIND_NAMES,
+    LOADING,
+    PATCH,
+    READ,
+    SET,
+    SET_EXT,
+    STOPPED,
+    STORE,
+    Actor,
+    Message,
+    Trouble,
+)
+from ._clock import Clock
+from ._deadletters import DeadLetter, DeadLetters
+from ._errors import (
+    AskCycleError,
+    AskTimeout,
+    CascadeTooDeep,
+    MailboxFull,
+    NoHandler,
+    RuntimeNotRunning,
+    SubjectStopped,
+)
+from ._persistence import Pipeline
+from ._ref import SubjectRef, SubjectView
+from ._supervision import Backoff, Intensity, Policy, Strategy, Supervisor
+from ._turn import _CURRENT, Turn, check_event_type, name_of
+
+log = logging.getLogger("subjects.runtime")
+F = TypeVar("F", bound=Callable[..., Any])
+_decode = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+class Runtime:
+    """Hosts subject actors: `async with Runtime() as rt: await rt.subject("a").set("x", 1)`.
+
+    store: a URL (`memory://`, `sqlite:///state.db`, `postgresql://...`, `redis://...`) or a store.
+    passivate_after: seconds an actor may stay idle before it is snapshotted and dropped (None:
+        never). max_active: bound on activated actors; the least recently idle go first.
+    mailbox_size: bound on messages waiting for one actor; senders from outside wait for room
+        (or get `MailboxFull` with `wait=False`).
+    max_cascade_depth: how many generations of property events one turn may cause.
+    durable: whether writes wait for their snapshot to be committed (per call: `durable=`).
+    root: the root supervisor's policy.
+    """
+
+    def __init__(
+        self,
+        store: str | SnapshotStore = "memory://",
+        *,
+        passivate_after: float | None = 300.0,
+        max_active: int | None = None,
+        mailbox_size: int = 1000,
+        max_cascade_depth: int = 100,
+        ask_timeout: float = 30.0,
+        durable: bool = False,
+        durable_timeout: float = 30.0,
+        flush_batch: int = 1000,
+        flush_delay: float = 0.005,
+        root: Policy | None = None,
+        dead_letter_limit: int = 10_000,
+        clock: Clock | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if mailbox_size < 1 or max_cascade_depth < 1 or flush_batch < 1:
+            raise ValueError("mailbox_size, max_cascade_depth and flush_batch must be >= 1")
+        if max_active is not None and max_active < 1:
+            raise ValueError("max_active must be >= 1 or None")
+        self.store: SnapshotStore = open_store(store)
+        self.passivate_after = passivate_after
+        self.max_active = max_active
+        self.mailbox_size = mailbox_size
+        self.max_cascade_depth = max_cascade_depth
+        self.ask_timeout = ask_timeout
+        self.durable = durable
+        self.durable_timeout = durable_timeout
+        self.clock = clock or Clock()
+        self.dead_letters = DeadLetters(dead_letter_limit)
+        self.root = Supervisor("root", "*", root or Policy(), None)
+        self._flush_batch = flush_batch
+        self._flush_delay = flush_delay
+        self._rng = random.Random(seed)
+        self._registry = Registry()
+        self._actors: dict[str, Actor] = {}
+        self._idle: dict[str, Actor] = {}  # idle actors, the longest idle first
+        self._busy = 0  # actors with a drain task
+        self._quiet: asyncio.Event | None = None
+        self._pipeline: Pipeline | None = None
+        self._loader: _Loader | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._accepting = False  # outside callers may send
+        self._started = False
+
+    def __repr__(self) -> str:
+        return (f"<Runtime store={self.store!r} active={len(self._actors)} busy={self._busy}"
+                f"{'' if self._started else ' stopped'}>")
+
+    # -- behaviours ---------------------------------------------------------------------------
+
+    def on(self, *event_types: str, subject: str = "*") -> Callable[[F], F]:
+        """Attach an `async def handler(ctx)` to event types (glob patterns) on subjects whose
+        names match `subject` (a glob pattern)."""
+        return self._registry.on(*event_types, subject=subject)
+
+    def when(self, predicate: Predicate) -> Callable[[F], F]:
+        """A filter (sync or async) the handler's context must pass; stack as many as needed."""
+        return self._registry.when(predicate)
+
+    def middleware(self, func: Middleware) -> Middleware:
+        """Wrap every handler call: `async def mw(ctx, next): ... await next() ...`."""
+        return self._registry.middleware(func)
+
+    def handlers(self) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any],
+                                Callable[..., Any]]:
+        """`on, when, middleware, emit = rt.handlers()`: the decorators and emit, bound here."""
+        return self.on, self.when, self.middleware, self.emit
+
+    def supervise(
+        self,
+        pattern: str,
+        *,
+        name: str | None = None,
+        parent: str = "root",
+        strategy: Strategy = "one_for_one",
+        max_restarts: int = 3,
+        within: float = 5.0,
+        backoff: Backoff | None = None,
+    ) -> Supervisor:
+        """Add a supervisor for subjects whose names match `pattern` (below `parent`). A subject
+        is watched by the most specific matching supervisor, tried in the order they were added.
+        Add supervisors before the subjects they watch are activated."""
+        above = self.root.find(parent)
+        if above is None:
+            raise LookupError(f"no supervisor named {parent!r}")
+        name = name or pattern
+        if self.root.find(name) is not None:
+            raise ValueError(f"a supervisor named {name!r} exists already")
+        check_subject_name(f"supervisor:{name}")
+        policy = Policy(strategy, max_restarts, within, backoff or Backoff())
+        supervisor = Supervisor(name, pattern, policy, above)
+        above.children.append(supervisor)
+        return supervisor
+
+    def supervisor(self, name: str) -> Supervisor:
+        found = self.root.find(name)
+        if found is None:
+            raise LookupError(f"no supervisor named {name!r}")
+        return found
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Runtime:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        if self._started:
+            raise RuntimeError("this runtime is running already")
+        self._loop = asyncio.get_running_loop()
+        await self.store.open()
+        self._quiet = asyncio.Event()
+        self._quiet.set()
+        self._pipeline = Pipeline(self.store, self.clock, batch_size=self._flush_batch,
+                                  max_delay=self._flush_delay, on_stale=self._on_stale)
+        self._pipeline.start()
+        self._loader = _Loader(self.store)
+        if self.passivate_after is not None:
+            self._sweeper = self._loop.create_task(self._sweep(self.passivate_after),
+                                                   name="subjects-passivation")
+        self._started = True
+        self._accepting = True
+
+    async def close(self) -> None:
+        """Stop taking messages from outside, let every mailbox drain (cascades and messages
+        between subjects included), store every pending snapshot, close the store."""
+        if not self._started:
+            return
+        self._accepting = False
+        try:
+            await self.idle()
+            assert self._pipeline is not None
+            await self._pipeline.flush()
+        finally:
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+                await asyncio.gather(self._sweeper, return_exceptions=True)
+                self._sweeper = None
+            await self._abort_drains()
+            if self._pipeline is not None:
+                await self._pipeline.stop()
+            await self.store.close()
+            self._actors.clear()
+            self._idle.clear()
+            self._started = False
+
+    async def _abort_drains(self) -> None:
+        tasks = [a.task for a in self._actors.values() if a.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def idle(self) -> None:
+        """Return when every mailbox is empty (and no restart is pending)."""
+        while self._busy:
+            assert self._quiet is not None
+            await self._quiet.wait()
+
+    async def flush(self) -> None:
+        """Return when every snapshot scheduled so far is committed to the store."""
+        await self._running_pipeline().flush()
+
+    # -- addressing ---------------------------------------------------------------------------
+
+    def subject(self, name: str) -> SubjectRef:
+        """A reference to a subject. Free: nothing is activated until it gets a message."""
+        return SubjectRef(self, check_subject_name(name))
+
+    async def emit(self, event_type: str, subject: object, payload: Any = None) -> None:
+        """Send an event to a subject. Inside a handler it is sent when the turn commits."""
+        await self.tell(subject, event_type, payload)
+
+    async def tell(self, subject: object, event_type: str, payload: Any = None, *,
+                   wait: bool = True) -> None:
+        """Fire-and-forget: put an event in the subject's mailbox. From outside a turn, a full
+        mailbox makes this wait for room, or raise `MailboxFull` when `wait=False`."""
+        name = name_of(subject)
+        msg = Message(EVENT, check_event_type(event_type), payload)
+        turn = _CURRENT.get()
+        if turn is not None and turn.runtime is self:
+            turn.send(name, msg)
+        else:
+            await self._send(name, msg, wait)
+
+    async def ask(self, subject: object, event_type: str, payload: Any = None, *,
+                  timeout: float | None = None) -> Any:
+        """Send an event and wait for the reply: the first non-None value returned by the
+        subject's handlers of that event, in registration order."""
+        name = name_of(subject)
+        msg = Message(ASK, check_event_type(event_type), payload)
+        return await self._call(name, msg, self.ask_timeout if timeout is None else timeout)
+
+    async def restart(self, subject: object) -> None:
+        """Let a stopped subject take messages again (its restart history starts afresh)."""
+        name = name_of(subject)
+        actor = self._actors.get(name)
+        if actor is None or actor.status != STOPPED:
+            return
+        await self._running_pipeline().durable(actor, actor.version, None, urgent=True)
+        if self._actors.get(name) is actor:
+            del self._actors[name]
+
+    async def restart_supervisor(self, name: str) -> None:
+        """Let a stopped supervisor, and the subjects it stopped, take messages again."""
+        supervisor = self.supervisor(name)
+        supervisor.stopped_reason = None
+        supervisor.escalations = Intensity(supervisor.policy.max_restarts,
+                                           supervisor.policy.within)
+        for actor in list(self._actors.values()):
+            if actor.status == STOPPED and supervisor in actor.supervisor.chain():
+                await self.restart(actor.name)
+
+    async def redeliver(self, letter: DeadLetter | int) -> Any:
+        """Take a letter out of the dead-letter log and deliver its message again; returns what
+        the turn returns. If it fails again, it is a new dead letter and the error is raised."""
+        found, message = self.dead_letters.take(letter)
+        again = Message(message.kind, message.name, message.value, message.extra)
+        return await self._call(found.subject, again, self.ask_timeout if again.kind == ASK
+                                else None)
+
+    def active_subjects(self) -> list[str]:
+        """Names of the activated subjects (stopped ones included)."""
+        return list(self._actors)
+
+    def stats(self) -> dict[str, int]:
+        pipeline = self._pipeline
+        return {
+            "active": len(self._actors),
+            "busy": self._busy,
+            "idle": len(self._idle),
+            "stopped": sum(1 for a in self._actors.values() if a.status == STOPPED),
+            "unsaved": pipeline.pending if pipeline else 0,
+            "dead_letters": len(self.dead_letters),
+        }
+
+    # -- messages from references --------------------------------------------------------------
+
+    async def _write(self, name: str, msg: Message, durable: bool | None) -> Any:
+        """A state-changing message: inside a turn it goes out on commit, else it is a call."""
+        turn = _CURRENT.get()
+        if turn is not None and turn.runtime is self:
+            turn.send(name, msg)
+            return None
+        msg.durable = self.durable if durable is None else durable
+        return await self._call(name, msg, None)
+
+    async def _set(self, name: str, prop: str, value: Any, extra: Any,
+                   durable: bool | None) -> Any:
+        check_property_name(prop)
+        if not callable(value):
+            value = normalize(value)  # refuse what cannot be stored here, at the caller
+        return await self._write(name, Message(SET, prop, value, extra), durable)
+
+    async def _patch(self, name: str, values: Mapping[str, Any], extra: Any,
+                     durable: bool | None) -> Any:
+        if not isinstance(values, Mapping):
+            raise TypeError(f"patch takes a mapping of property names to values, not {values!r}")
+        checked = {check_property_name(k): v if callable(v) else normalize(v)
+                   for k, v in values.items()}
+        return await self._write(name, Message(PATCH, "", checked, extra), durable)
+
+    async def _read(self, name: str, kind: int, prop: str, default: Any) -> Any:
+        return await self._call(name, Message(kind, prop, default), None)
+
+    async def _store(self, name: str) -> int:
+        version: int = await self._call(name, Message(STORE, ""), None)
+        actor = self._actors.get(name)
+        if actor is not None:  # else it was passivated, which needs its snapshot stored
+            await self._running_pipeline().durable(actor, version, self.durable_timeout,
+                                                   urgent=True)
+        return version
+
+    # -- sending ------------------------------------------------------------------------------
+
+    async def _call(self, name: str, msg: Message, timeout: float | None) -> Any:
+        """Send a message and wait for the result of its turn."""
+        turn = _CURRENT.get()
+        if turn is not None and turn.runtime is self:
+            chain = turn.asking_chain()
+            if name in chain:
+                raise AskCycleError(chain, name)
+            msg.chain = chain
+        if self._loop is None:
+            raise RuntimeNotRunning("the runtime is not started: use `async with rt:`")
+        fut = self._loop.create_future()
+        msg.future = fut
+        await self._send(name, msg, True)
+        timer = None
+        if timeout is not None:
+            timer = self.clock.call_later(timeout, _time_out, fut, name, msg, timeout)
+        try:
+            result = await fut
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if msg.durable:
+            result, version = result
+            actor = self._actors.get(name)
+            if actor is not None:  # else passivated, which needs its snapshot stored first
+                await self._running_pipeline().durable(actor, version, self.durable_timeout)
+        return result
+
+    async def _send(self, name: str, msg: Message, wait: bool) -> None:
+        """Put a message from outside any turn into a mailbox, honouring the mailbox bound."""
+        if not self._accepting:
+            raise RuntimeNotRunning(
+                "the runtime is not running: use `async with rt:`" if not self._started
+                else "the runtime is shutting down")
+        actor = self._actors.get(name)
+        while actor is not None and actor.mailbox is not None and \
+                len(actor.mailbox) >= self.mailbox_size:
+            if actor.status == STOPPED:
+                break  # _enqueue reports it
+            if not wait:
+                raise MailboxFull(name, self.mailbox_size)
+            room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            if actor.space is None:
+                actor.space = deque()
+            actor.space.append(room)
+            await room
+            actor = self._actors.get(name)
+        self._enqueue(name, msg)
+
+    def _enqueue(self, name: str, msg: Message) -> None:
+        actor = self._actors.get(name)
+        if actor is None:
+            actor = self._activate_later(name)
+        elif actor.status == STOPPED:
+            assert actor.trouble is not None
+            raise SubjectStopped(name, actor.trouble.stop_reason or "stopped")
+        box = actor.mailbox
+        if box is None:
+            actor.mailbox = box = deque()
+        box.append(msg)
+        if actor.task is None:
+            self._start_drain(actor)
+
+    def _post(self, outbox: list[tuple[str, Message]]) -> None:
+        """Deliver what a committed turn sent. Committed messages are never refused for a full
+        mailbox (that could deadlock two actors sending to each other); one that cannot be
+        delivered at all becomes a dead letter."""
+        for name, msg in outbox:
+            try:
+                self._enqueue(name, msg)
+            except Exception as exc:
+                self._dead_letter(name, msg, exc)
+
+    # -- activation and the mailbox loop --------------------------------------------------------
+
+    def _activate_later(self, name: str) -> Actor:
+        supervisor = self.root.resolve(name)
+        halted = supervisor.halted_reason()
+        if halted is not None:
+            raise SubjectStopped(name, halted)
+        actor = Actor(name, supervisor)
+        self._actors[name] = actor
+        if self.max_active is not None and len(self._actors) > self.max_active:
+            self._evict(len(self._actors) - self.max_active)
+        return actor
+
+    def _start_drain(self, actor: Actor) -> None:
+        if actor.mailbox is None:
+            actor.mailbox = deque()
+        self._idle.pop(actor.name, None)
+        self._busy += 1
+        if self._busy == 1:
+            assert self._quiet is not None
+            self._quiet.clear()
+        assert self._loop is not None
+        # A fresh context: the drain must not inherit the sender's current turn.
+        actor.task = self._loop.create_task(self._drain(actor), context=contextvars.Context())
+
+    async def _drain(self, actor: Actor) -> None:
+        box = actor.mailbox
+        assert box is not None
+        try:
+            if actor.status == LOADING and not await self._activate(actor, box):
+                return
+            while True:
+                trouble = actor.trouble
+                if trouble is not None and trouble.restart_at is not None:
+                    await self._restart(actor, trouble)
+                if not box or actor.status == STOPPED:
+                    break
+                msg = box.popleft()
+                if actor.space:
+                    _make_room(actor.space)
+                await self._turn(actor, msg)
+        except asyncio.CancelledError:
+            self._refuse_all(actor, box, RuntimeNotRunning("the runtime stopped"))
+            raise
+        finally:
+            actor.task = None
+            self._busy -= 1
+            if actor.status == ACTIVE and self._actors.get(actor.name) is actor:
+                if not box:
+                    actor.mailbox = None
+                actor.idle_since = self.clock.now()
+                self._idle[actor.name] = actor
+            if not self._busy:
+                assert self._quiet is not None
+                self._quiet.set()
+
+    async def _activate(self, actor: Actor, box: deque[Message]) -> bool:
+        assert self._loader is not None
+        try:
+            snapshot = await self._loader.load(actor.name)
+        except Exception as exc:
+            # The store is unreachable: refuse what waits (the callers see why) and forget the
+            # actor, so that the next message tries the activation again.
+            if self._actors.get(actor.name) is actor:
+                del self._actors[actor.name]
+            self._refuse_all(actor, box, StoreUnavailable(
+                f"cannot activate {actor.name!r}: loading its snapshot failed: {exc}"))
+            actor.status = STOPPED
+            return False
+        self._install(actor, snapshot)
+        self._lifecycle(actor.supervisor, SUBJECT_ACTIVATED, actor.name, None)
+        return True
+
+    def _install(self, actor: Actor, snapshot: Snapshot | None) -> None:
+        if snapshot is None:
+            actor.props, actor.ext, actor.version = {}, None, 0
+        else:
+            actor.props = _decode(snapshot.properties)
+            actor.ext = _decode(snapshot.ext) or None
+            actor.version = snapshot.version
+        actor.stored_version = actor.version
+        actor.status = ACTIVE
+
+    def _refuse_all(self, actor: Actor, box: deque[Message] | None, error: Exception) -> None:
+        while box:
+            msg = box.popleft()
+            self._dead_letter(actor.name, msg, error)
+            if msg.future is not None and not msg.future.done():
+                msg.future.set_exception(error)
+        waiting = actor.space
+        while waiting:
+            room = waiting.popleft()
+            if not room.done():
+                room.set_result(None)  # the sender looks again and gets the error itself
+
+    # -- turns --------------------------------------------------------------------------------
+
+    async def _turn(self, actor: Actor, msg: Message) -> None:
+        kind = msg.kind
+        fut = msg.future
+        if kind >= GET:  # reads change nothing and run no behaviour
+            if fut is not None and not fut.done():
+                fut.set_result(self._read_now(actor, msg))
+            return
+        state = SubjectState(actor.name, actor.props, actor.ext)
+        turn = Turn(self, actor.name, msg.chain)
+        token = _CURRENT.set(turn)
+        try:
+            result = await self._apply(actor, state, turn, msg)
+        except BaseException as exc:
+            state.rollback()
+            state.close()
+            _CURRENT.reset(token)
+            self._failed(actor, msg, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        state.close()
+        _CURRENT.reset(token)
+        if state.changed:
+            actor.ext = state.ext_dict or None
+            actor.version += 1
+            assert self._pipeline is not None
+            self._pipeline.mark_dirty(actor)
+        if turn.outbox is not None:
+            self._post(turn.outbox)
+        if fut is not None and not fut.done():
+            if kind == PATCH:
+                result = actor.version
+            fut.set_result((result, actor.version) if msg.durable else result)
+
+    def _read_now(self, actor: Actor, msg: Message) -> Any:
+        kind = msg.kind
+        if kind == GET:
+            return actor.props.get(msg.name, msg.value)
+        if kind == GET_EXT:
+            return msg.value if actor.ext is None else actor.ext.get(msg.name, msg.value)
+        if kind == READ:
+            return SubjectView(actor.name, actor.version, dict(actor.props), dict(actor.ext or {}))
+        assert kind == STORE
+        return actor.version
+
+    async def _apply(self, actor: Actor, state: SubjectState, turn: Turn, msg: Message) -> Any:
+        kind = msg.kind
+        result: Any = None
+        if kind == SET:
+            result = state.set(msg.name, msg.value, msg.extra)
+        elif kind == EVENT or kind == ASK:
+            state.cascade.append((msg.name, None, None, None, None, msg.value, 0))
+        elif kind == DELETE:
+            result = state.delete(msg.name, msg.extra)
+        elif kind == PATCH:
+            for prop, value in msg.value.items():
+                state.set(prop, value, msg.extra)
+        elif kind == SET_EXT:
+            result = state.set_ext(msg.name, msg.value)
+        elif kind == DELETE_EXT:
+            result = state.delete_ext(msg.name)
+        reply = await self._cascade(actor, state, turn, kind == ASK)
+        return reply if kind == ASK else result
+
+    async def _cascade(self, actor: Actor, state: SubjectState, turn: Turn, asking: bool) -> Any:
+        """Work through the turn's queue of events, breadth-first, until it settles."""
+        events = state.cascade
+        registry = self._registry
+        middleware = registry.middleware_chain
+        name = actor.name
+        limit = self.max_cascade_depth
+        reply = None
+        i = 0
+        while i < len(events):
+            event_type, prop, old, new, extra, payload, depth = events[i]
+            i += 1
+            if depth >= limit:
+                raise CascadeTooDeep(
+                    f"the turn of {name!r} did not settle after {limit} generations of property "
+                    f"events (last: {event_type} {prop!r}); do two behaviours keep changing each "
+                    "other's property?")
+            handlers = registry.match(event_type, name)
+            if not handlers:
+                if asking and i == 1:
+                    raise NoHandler(f"no behaviour answers {event_type!r} on {name!r}")
+                continue
+            ctx = Context(turn, state, event_type, payload, prop, old, new, extra)
+            state._depth = depth + 1
+            for handler in handlers:
+                if handler.filters or middleware:
+                    result = await call_handler(handler, ctx, middleware)
+                else:
+                    ctx.handler = handler.name
+                    result = await handler.func(ctx)
+                if asking and i == 1 and reply is None and result is not None \
+                        and result is not SKIPPED:
+                    reply = result
+        return reply
+
+    # -- failure and supervision ----------------------------------------------------------------
+
+    def _failed(self, actor: Actor, msg: Message, error: BaseException) -> None:
+        self._dead_letter(actor.name, msg, error)
+        fut = msg.future
+        if fut is not None and not fut.done() and isinstance(error, Exception):
+            fut.set_exception(error)
+        if isinstance(error, Exception):
+            self._supervise(actor, error)
+
+    def _dead_letter(self, name: str, msg: Message, error: BaseException) -> None:
+        self.dead_letters.add(name, KIND_NAMES[msg.kind], msg.name, msg.value, error,
+                              self.clock.now(), msg)
+
+    def _supervise(self, actor: Actor, error: Exception) -> None:
+        supervisor = actor.supervisor
+        policy = supervisor.policy
+        now = self.clock.now()
+        trouble = actor.trouble
+        if trouble is None:
+            actor.trouble = trouble = Trouble(Intensity(policy.max_restarts, policy.within))
+        if trouble.failures.record(now):
+            self._stop(actor, f"more than {policy.max_restarts} restarts within "
+                              f"{policy.within} s; last error: {type(error).__name__}: {error}")
+            self._escalate(supervisor, actor.name, error)
+            return
+        delay = policy.backoff.delay(trouble.failures.count, self._rng)
+        self._schedule_restart(actor, now + delay)
+        if policy.strategy != "one_for_one":
+            after = False
+            for other in list(self._actors.values()):
+                if other is actor:
+                    after = True
+                    continue
+                if other.supervisor is supervisor and other.status == ACTIVE and (
+                        policy.strategy == "one_for_all" or after):
+                    self._schedule_restart(other, now + delay)
+
+    def _schedule_restart(self, actor: Actor, at: float) -> None:
+        trouble = actor.trouble
+        if trouble is None:
+            policy = actor.supervisor.policy
+            actor.trouble = trouble = Trouble(Intensity(policy.max_restarts, policy.within))
+        trouble.restart_at = at
+        if actor.task is None:
+            self._start_drain(actor)
+
+    async def _restart(self, actor: Actor, trouble: Trouble) -> None:
+        """Restart an actor from its last snapshot: wait out the backoff, make sure every
+        committed change is stored (nothing acknowledged is lost), then load."""
+        assert trouble.restart_at is not None
+        delay = trouble.restart_at - self.clock.now()
+        if delay > 0:
+            await self.clock.sleep(delay)
+        trouble.restart_at = None
+        pipeline = self._running_pipeline()
+        attempt = 0
+        while True:
+            try:
+                if not actor.clean:
+                    await pipeline.durable(actor, actor.version, None, urgent=True)
+                found = await self.store.load_many([actor.name])
+                break
+            except Exception as exc:
+                attempt += 1
+                log.warning("restart of %s waits for the store (attempt %d): %s", actor.name,
+                            attempt, exc)
+                await self.clock.sleep(Backoff(0.05, 5.0).delay(attempt, self._rng))
+        self._install(actor, found.get(actor.name))
+        trouble.restarts += 1
+        self._lifecycle(actor.supervisor, SUBJECT_RESTARTED, actor.name,
+                        {"restarts": trouble.restarts})
+
+    def _on_stale(self, actor: Actor) -> None:
+        """The store holds a newer version written by someone else: drop our changes, reload."""
+        log.error("stale snapshot of %s refused by the store; reloading it", actor.name)
+        actor.version = actor.stored_version  # nothing of ours is worth writing any more
+        assert self._pipeline is not None
+        self._pipeline.forget(actor)
+        if actor.status == ACTIVE:
+            self._schedule_restart(actor, self.clock.now())
+
+    def _stop(self, actor: Actor, reason: str) -> None:
+        assert actor.trouble is not None
+        actor.status = STOPPED
+        actor.trouble.stop_reason = reason
+        actor.trouble.restart_at = None
+        self._idle.pop(actor.name, None)
+        self._refuse_all(actor, actor.mailbox, SubjectStopped(actor.name, reason))
+        log.error("subject %s stopped: %s", actor.name, reason)
+        self._lifecycle(actor.supervisor, SUBJECT_STOPPED, actor.name, {"reason": reason})
+
+    def _escalate(self, supervisor: Supervisor, child: str, error: Exception) -> None:
+        if supervisor.stopped or not supervisor.escalations.record(self.clock.now()):
+            return
+        policy = supervisor.policy
+        reason = (f"more than {policy.max_restarts} failures escalated within {policy.within} s;"
+                  f" last from {child}: {type(error).__name__}: {error}")
+        supervisor.stopped_reason = reason
+        log.error("supervisor %s stopped: %s", supervisor.name, reason)
+        for actor in list(self._actors.values()):
+            if actor.status != STOPPED and supervisor in actor.supervisor.chain():
+                if actor.trouble is None:
+                    actor.trouble = Trouble(Intensity(policy.max_restarts, policy.within))
+                self._stop(actor, f"supervisor {supervisor.name!r} stopped")
+        parent = supervisor.parent
+        if parent is not None:
+            self._lifecycle(parent, SUPERVISOR_ESCALATED, supervisor.subject,
+                            {"supervisor": supervisor.name, "reason": reason})
+            self._escalate(parent, supervisor.subject, error)
+
+    def _lifecycle(self, supervisor: Supervisor, event_type: str, subject: str,
+                   details: dict[str, Any] | None) -> None:
+        """Tell the supervisor's subject what happened, if any behaviour listens."""
+        if not self._registry.listens_to(event_type) or subject.startswith("supervisor:"):
+            return
+        payload = {"subject": subject, "supervisor": supervisor.name, **(details or {})}
+        self._post([(supervisor.subject, Message(EVENT, event_type, payload))])
+
+    # -- passivation --------------------------------------------------------------------------
+
+    async def _sweep(self, idle_for: float) -> None:
+        while True:
+            await self.clock.sleep(max(0.01, idle_for / 4))
+            cutoff = self.clock.now() - idle_for
+            expired = []
+            for actor in self._idle.values():
+                if actor.idle_since > cutoff:
+                    break
+                expired.append(actor)
+            for actor in expired:
+                self._passivate(actor)
+
+    def _evict(self, count: int) -> None:
+        """Passivate up to `count` of the longest-idle actors whose state is stored. Actors with
+        unsaved changes are skipped (the bound is soft: memory never wins over durability)."""
+        victims = []
+        for actor in self._idle.values():
+            if len(victims) == count:
+                break
+            if actor.clean:
+                victims.append(actor)
+        for actor in victims:
+            self._passivate(actor)
+
+    def _passivate(self, actor: Actor) -> None:
+        if not actor.clean or actor.task is not None:
+            return  # its snapshot is on its way; a later sweep takes it
+        del self._idle[actor.name]
+        del self._actors[actor.name]
+        self._lifecycle(actor.supervisor, SUBJECT_PASSIVATED, actor.name, None)
+
+    def _running_pipeline(self) -> Pipeline:
+        if self._pipeline is None or not self._started:
+            raise RuntimeNotRunning("the runtime is not started: use `async with rt:`")
+        return self._pipeline
+
+
+class _Loader:
+    """Batches activation loads: every activation started in one loop iteration shares one
+    `load_many` round trip."""
+
+    def __init__(self, store: SnapshotStore) -> None:
+        self._store = store
+        self._names: list[str] = []
+        self._batch: asyncio.Future[dict[str, Snapshot]] | None = None
+
+    async def load(self, name: str) -> Snapshot | None:
+        batch = self._batch
+        if batch is None:
+            loop = asyncio.get_running_loop()
+            self._batch = batch = loop.create_future()
+            loop.call_soon(self._fetch)
+        self._names.append(name)
+        return (await asyncio.shield(batch)).get(name)
+
+    def _fetch(self) -> None:
+        names, batch = self._names, self._batch
+        self._names, self._batch = [], None
+        assert batch is not None
+        asyncio.get_running_loop().create_task(self._run(names, batch))
+
+    async def _run(self, names: list[str], batch: asyncio.Future[dict[str, Snapshot]]) -> None:
+        try:
+            batch.set_result(await self._store.load_many(names))
+        except Exception as exc:
+            batch.set_exception(exc)
+
+
+def _make_room(waiting: deque[asyncio.Future[None]]) -> None:
+    while waiting:
+        room = waiting.popleft()
+        if not room.done():
+            room.set_result(None)
+            return
+
+
+def _time_out(fut: asyncio.Future[Any], name: str, msg: Message, timeout: float) -> None:
+    if not fut.done():
+        fut.set_exception(AskTimeout(
+            f"{KIND_NAMES[msg.kind]} {msg.name!r} to {name!r} got no reply within {timeout} s"))
+

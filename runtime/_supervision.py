@@ -1,0 +1,145 @@
+"""Supervision policy: what happens when a turn fails (Erlang/OTP and Akka semantics).
+
+The tree is Runtime -> supervisors (each watching subjects whose names match its pattern) ->
+subject actors. Virtual actors are many and independent, so restart intensity is counted per
+actor: an actor that fails more than `max_restarts` times within `within` seconds is stopped and
+the failure escalates to its supervisor. A supervisor counts those escalations against its own
+intensity; past it the supervisor stops (with every subject it watches) and escalates to its
+parent, up to the root.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+from actors._behaviours import compile_pattern
+
+Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
+STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential restart delay: `min * factor**(n-1)` for the n-th restart within the intensity
+    window, capped at `max`, stretched by up to `jitter` (a fraction) at random so that many
+    actors failing together do not restart in lockstep."""
+
+    min: float = 0.01
+    max: float = 5.0
+    factor: float = 2.0
+    jitter: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.min <= self.max) or self.factor < 1 or not (0 <= self.jitter <= 1):
+            raise ValueError(f"invalid backoff {self}: need 0 <= min <= max, factor >= 1, "
+                             "0 <= jitter <= 1")
+
+    def delay(self, restart: int, rng: random.Random) -> float:
+        base = min(self.max, self.min * self.factor ** max(0, restart - 1))
+        return base * (1 + self.jitter * rng.random())
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How a supervisor treats failures of the subjects it watches.
+
+    - strategy: which actors restart when one fails: only it (one_for_one), every active actor of
+      this supervisor (one_for_all), or it and those activated after it (rest_for_one).
+    - max_restarts within `within` seconds: the restart intensity (OTP's MaxR/MaxT).
+    """
+
+    strategy: Strategy = "one_for_one"
+    max_restarts: int = 3
+    within: float = 5.0
+    backoff: Backoff = field(default_factory=Backoff)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; use one of {STRATEGIES}")
+        if self.max_restarts < 0 or self.within <= 0:
+            raise ValueError("max_restarts must be >= 0 and within > 0")
+
+
+class Intensity:
+    """Counts events in a sliding window: exceeded once more than `limit` fall within it."""
+
+    __slots__ = ("_times", "limit", "window")
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self._times: deque[float] = deque()
+
+    def record(self, now: float) -> bool:
+        """Record one event at `now`; return whether the intensity is now exceeded."""
+        times = self._times
+        times.append(now)
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        return len(times) > self.limit
+
+    @property
+    def count(self) -> int:
+        return len(self._times)
+
+
+class Supervisor:
+    """A node of the supervision tree. Its lifecycle events go to subject `supervisor:<name>`."""
+
+    def __init__(self, name: str, pattern: str, policy: Policy, parent: Supervisor | None) -> None:
+        self.name = name
+        self.pattern = pattern
+        self.matches = compile_pattern(pattern)
+        self.policy = policy
+        self.parent = parent
+        self.children: list[Supervisor] = []
+        self.escalations = Intensity(policy.max_restarts, policy.within)
+        self.stopped_reason: str | None = None
+
+    def __repr__(self) -> str:
+        state = f" stopped: {self.stopped_reason}" if self.stopped_reason else ""
+        return f"<Supervisor {self.name} {self.pattern!r} {self.policy.strategy}{state}>"
+
+    @property
+    def subject(self) -> str:
+        return f"supervisor:{self.name}"
+
+    @property
+    def stopped(self) -> bool:
+        return self.stopped_reason is not None
+
+    def resolve(self, subject: str) -> Supervisor:
+        """The most specific supervisor below (or at) this one whose pattern matches; children
+        are tried in the order they were added."""
+        for child in self.children:
+            if child.matches(subject):
+                return child.resolve(subject)
+        return self
+
+    def find(self, name: str) -> Supervisor | None:
+        if self.name == name:
+            return self
+        for child in self.children:
+            found = child.find(name)
+            if found is not None:
+                return found
+        return None
+
+    def chain(self) -> list[Supervisor]:
+        """This supervisor and its ancestors, up to the root."""
+        node: Supervisor | None = self
+        out = []
+        while node is not None:
+            out.append(node)
+            node = node.parent
+        return out
+
+    def halted_reason(self) -> str | None:
+        """Why subjects under this supervisor refuse messages, if any ancestor is stopped."""
+        for node in self.chain():
+            if node.stopped_reason is not None:
+                return f"supervisor {node.name!r} stopped: {node.stopped_reason}"
+        return None

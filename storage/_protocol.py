@@ -1,0 +1,74 @@
+"""The snapshot-store protocol: what the runtime's persistence pipeline needs from a database.
+
+Designed for batched network stores: every call takes or returns many subjects, so a backend can
+serve a whole batch in one round trip. State travels as JSON bytes, encoded once by the runtime
+at the moment the snapshot is taken; a store never interprets it beyond storing it (PostgreSQL
+keeps it as JSONB so that users can query it).
+
+Versions make writes safe between runtimes: each write names the version it was based on
+(`expected_version`, 0 for a subject the store has never seen) and the store refuses it when
+the stored version differs. A refused write is reported, never applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import msgspec
+
+
+class Snapshot(msgspec.Struct, frozen=True, gc=False):
+    """One subject as stored: its version and its state as JSON objects."""
+
+    name: str
+    version: int
+    properties: bytes  # a JSON object
+    ext: bytes = b"{}"  # a JSON object: extended properties
+
+
+class Write(msgspec.Struct, frozen=True, gc=False):
+    """A snapshot to store, valid only if the stored version is still `expected_version`."""
+
+    name: str
+    expected_version: int
+    version: int
+    properties: bytes
+    ext: bytes = b"{}"
+
+
+class Delete(msgspec.Struct, frozen=True, gc=False):
+    name: str
+    expected_version: int
+
+
+class StoreError(Exception):
+    """A store failed to do what was asked."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or failed transiently; the same call may succeed later."""
+
+
+@runtime_checkable
+class SnapshotStore(Protocol):
+    """A place where snapshots live. Each method is one batch; implementations are async."""
+
+    async def open(self) -> None:
+        """Connect and create the schema if needed."""
+
+    async def close(self) -> None:
+        """Release connections. Idempotent."""
+
+    async def ping(self) -> None:
+        """Raise `StoreUnavailable` unless the store can serve requests now."""
+
+    async def load_many(self, names: Sequence[str]) -> dict[str, Snapshot]:
+        """The stored snapshots of those names that exist."""
+
+    async def save_many(self, writes: Sequence[Write]) -> list[str]:
+        """Apply each write whose expected version matches; return the names refused as stale.
+        The accepted writes are durable (committed) when this returns."""
+
+    async def delete_many(self, deletes: Sequence[Delete]) -> list[str]:
+        """Delete each subject whose stored version matches; return the names refused."""
