@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ._events import PROPERTY_CHANGED, PROPERTY_DELETED
-from ._values import normalize
+from ._values import PLAIN_TYPES, normalize
 
 _MISSING: Any = object()
 
@@ -79,12 +79,14 @@ class SubjectState:
             raise TurnClosed(f"the turn of {self.name!r} has ended; send it a message instead")
         props = self._props
         old = props.get(prop, _MISSING)
-        if callable(value):
-            value = value(None if old is _MISSING else old)
-        value = normalize(value)
-        if old is not _MISSING and type(old) is type(value) and old == value:
+        if value.__class__ not in PLAIN_TYPES:  # plain values are stored as they are
+            if callable(value):
+                value = value(None if old is _MISSING else old)
+            value = normalize(value)
+        if old is _MISSING:
+            check_property_name(prop)
+        elif old.__class__ is value.__class__ and old == value:
             return value
-        check_property_name(prop)
         undo = self._undo
         if undo is None:
             self._undo = undo = {}

@@ -15,6 +15,10 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
 
+# Values that JSON stores exactly as they are (floats are not: NaN and infinities are not JSON).
+PLAIN_TYPES = frozenset({str, int, bool, type(None)})
+
+
 class ValueNotStorable(TypeError):
     """A property value has no JSON form, so no snapshot could hold it."""
 

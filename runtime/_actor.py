@@ -58,8 +58,8 @@ class Trouble:
 class Actor:
     """An activated subject: its state, its version, its mailbox and where it stands."""
 
-    __slots__ = ("ext", "idle_since", "mailbox", "name", "props", "space", "status",
-                 "stored_version", "supervisor", "task", "trouble", "version")
+    __slots__ = ("busy", "ext", "idle_since", "mailbox", "name", "props", "space", "status",
+                 "stored_version", "supervisor", "trouble", "version")
 
     def __init__(self, name: str, supervisor: Supervisor) -> None:
         self.name = name
@@ -69,11 +69,11 @@ class Actor:
         self.stored_version = 0  # the version the store holds (what a write must be based on)
         self.status = LOADING
         self.mailbox: deque[Message] | None = None
-        self.task: asyncio.Task[None] | None = None  # the drain task, while there is work
+        self.busy = False  # scheduled or being drained: it has work and a worker will run it
         self.supervisor = supervisor
         self.trouble: Trouble | None = None
         self.space: deque[asyncio.Future[None]] | None = None  # senders waiting for room
-        self.idle_since = 0.0
+        self.idle_since = 0  # the passivation sweep's tick when it last went idle
 
     def __repr__(self) -> str:
         status = ("loading", "active", "stopped")[self.status]

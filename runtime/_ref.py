@@ -7,7 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ._actor import DELETE, DELETE_EXT, GET, GET_EXT, READ, SET_EXT, Message
+from actors import normalize
+from actors._values import PLAIN_TYPES
+from actors._state import check_property_name
+
+from ._actor import DELETE, DELETE_EXT, GET, GET_EXT, READ, SET, SET_EXT, Message
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -49,7 +53,12 @@ class SubjectRef:
                   durable: bool | None = None) -> Any:
         """Set a property to a value, or to `value(current)` if callable (atomic: applied inside
         the turn). Returns the value stored."""
-        return await self._rt._set(self.name, prop, value, extra, durable)
+        if prop.__class__ is not str or not prop:
+            check_property_name(prop)
+        if value.__class__ not in PLAIN_TYPES and not callable(value):
+            value = normalize(value)  # refuse what cannot be stored here, at the caller
+        return await self._rt._call(self.name, Message(SET, prop, value, extra), None, durable,
+                                    write=True)
 
     async def patch(self, values: Mapping[str, Any], *, extra: Any = None,
                     durable: bool | None = None) -> int:
@@ -59,8 +68,8 @@ class SubjectRef:
 
     async def delete(self, prop: str, *, extra: Any = None, durable: bool | None = None) -> bool:
         """Delete a property; returns whether it existed."""
-        deleted: bool = await self._rt._write(self.name, Message(DELETE, prop, None, extra),
-                                              durable)
+        deleted: bool = await self._rt._call(self.name, Message(DELETE, prop, None, extra), None,
+                                             durable, write=True)
         return deleted
 
     async def get(self, prop: str, default: Any = None) -> Any:
@@ -68,13 +77,15 @@ class SubjectRef:
 
     async def set_ext(self, prop: str, value: Any, *, durable: bool | None = None) -> Any:
         """Set an extended property: stored with the subject, never an event."""
-        return await self._rt._write(self.name, Message(SET_EXT, prop, value), durable)
+        return await self._rt._call(self.name, Message(SET_EXT, prop, value), None, durable,
+                                    write=True)
 
     async def get_ext(self, prop: str, default: Any = None) -> Any:
         return await self._rt._read(self.name, GET_EXT, prop, default)
 
     async def delete_ext(self, prop: str, *, durable: bool | None = None) -> bool:
-        deleted: bool = await self._rt._write(self.name, Message(DELETE_EXT, prop), durable)
+        deleted: bool = await self._rt._call(self.name, Message(DELETE_EXT, prop), None,
+                                             durable, write=True)
         return deleted
 
     async def state(self) -> SubjectView:

@@ -1,9 +1,8 @@
 """The runtime: activation, mailboxes, turns, supervision and passivation of subject actors.
 
 Every subject is a virtual actor. Addressing one is free; its first message activates it (state
-loaded from the store exactly once, however many messages race to it), a drain task works
-through its mailbox while there is work and ends when there is none, so an idle actor owns no
-task. Each message is one turn: the message, then the cascade of property events it causes,
+loaded from the store exactly once, however many messages race to it), and while its mailbox
+has work a worker of the scheduler drains it; an idle actor owns no task. Each message is one turn: the message, then the cascade of property events it causes,
 breadth-first. A turn commits as a whole (state, version, outgoing messages) or, if any handler
 raises, rolls back as a whole and is reported to the caller, the dead-letter log and the
 actor's supervisor.
@@ -12,9 +11,9 @@ actor's supervisor.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import random
+from inspect import isawaitable
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -71,12 +70,14 @@ from ._errors import (
 )
 from ._persistence import Pipeline
 from ._ref import SubjectRef, SubjectView
+from ._scheduler import Scheduler
 from ._supervision import Backoff, Intensity, Policy, Strategy, Supervisor
 from ._turn import _CURRENT, Turn, check_event_type, name_of
 
 log = logging.getLogger("subjects.runtime")
 F = TypeVar("F", bound=Callable[..., Any])
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
+INLINE_BUDGET = 64  # turns a caller may run inline before it takes the mailbox path once
 
 
 class Runtime:
@@ -131,8 +132,11 @@ class Runtime:
         self._registry = Registry()
         self._actors: dict[str, Actor] = {}
         self._idle: dict[str, Actor] = {}  # idle actors, the longest idle first
-        self._busy = 0  # actors with a drain task
-        self._quiet: asyncio.Event | None = None
+        self._busy = 0  # actors with work (scheduled or being drained)
+        self._quiet: list[asyncio.Future[None]] = []  # waiting in idle() for busy == 0
+        self._tick = 0  # passivation sweeps so far: actors remember the tick they went idle
+        self._scheduler: Scheduler[Actor] = Scheduler(self._drain)
+        self._inline_budget = INLINE_BUDGET
         self._pipeline: Pipeline | None = None
         self._loader: _Loader | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -210,8 +214,6 @@ class Runtime:
             raise RuntimeError("this runtime is running already")
         self._loop = asyncio.get_running_loop()
         await self.store.open()
-        self._quiet = asyncio.Event()
-        self._quiet.set()
         self._pipeline = Pipeline(self.store, self.clock, batch_size=self._flush_batch,
                                   max_delay=self._flush_delay, on_stale=self._on_stale)
         self._pipeline.start()
@@ -246,16 +248,15 @@ class Runtime:
             self._started = False
 
     async def _abort_drains(self) -> None:
-        tasks = [a.task for a in self._actors.values() if a.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for actor in await self._scheduler.stop():
+            self._refuse_all(actor, actor.mailbox, RuntimeNotRunning("the runtime stopped"))
 
     async def idle(self) -> None:
         """Return when every mailbox is empty (and no restart is pending)."""
         while self._busy:
-            assert self._quiet is not None
-            await self._quiet.wait()
+            quiet = asyncio.get_running_loop().create_future()
+            self._quiet.append(quiet)
+            await quiet
 
     async def flush(self) -> None:
         """Return when every snapshot scheduled so far is committed to the store."""
@@ -336,29 +337,14 @@ class Runtime:
 
     # -- messages from references --------------------------------------------------------------
 
-    async def _write(self, name: str, msg: Message, durable: bool | None) -> Any:
-        """A state-changing message: inside a turn it goes out on commit, else it is a call."""
-        turn = _CURRENT.get()
-        if turn is not None and turn.runtime is self:
-            turn.send(name, msg)
-            return None
-        msg.durable = self.durable if durable is None else durable
-        return await self._call(name, msg, None)
-
-    async def _set(self, name: str, prop: str, value: Any, extra: Any,
-                   durable: bool | None) -> Any:
-        check_property_name(prop)
-        if not callable(value):
-            value = normalize(value)  # refuse what cannot be stored here, at the caller
-        return await self._write(name, Message(SET, prop, value, extra), durable)
-
     async def _patch(self, name: str, values: Mapping[str, Any], extra: Any,
                      durable: bool | None) -> Any:
         if not isinstance(values, Mapping):
             raise TypeError(f"patch takes a mapping of property names to values, not {values!r}")
         checked = {check_property_name(k): v if callable(v) else normalize(v)
                    for k, v in values.items()}
-        return await self._write(name, Message(PATCH, "", checked, extra), durable)
+        return await self._call(name, Message(PATCH, "", checked, extra), None, durable,
+                                write=True)
 
     async def _read(self, name: str, kind: int, prop: str, default: Any) -> Any:
         return await self._call(name, Message(kind, prop, default), None)
@@ -373,26 +359,59 @@ class Runtime:
 
     # -- sending ------------------------------------------------------------------------------
 
-    async def _call(self, name: str, msg: Message, timeout: float | None) -> Any:
-        """Send a message and wait for the result of its turn."""
+    async def _call(self, name: str, msg: Message, timeout: float | None,
+                    durable: bool | None = None, write: bool = False) -> Any:
+        """Send a message and wait for the result of its turn. A `write` sent from inside a turn
+        is not waited for: it goes out when that turn commits."""
         turn = _CURRENT.get()
         if turn is not None and turn.runtime is self:
+            if write:
+                turn.send(name, msg)
+                return None
             chain = turn.asking_chain()
             if name in chain:
                 raise AskCycleError(chain, name)
             msg.chain = chain
-        if self._loop is None:
+        loop = self._loop
+        if loop is None:
             raise RuntimeNotRunning("the runtime is not started: use `async with rt:`")
-        fut = self._loop.create_future()
+        fut = loop.create_future()
         msg.future = fut
-        await self._send(name, msg, True)
-        timer = None
-        if timeout is not None:
-            timer = self.clock.call_later(timeout, _time_out, fut, name, msg, timeout)
-        try:
+        if write:
+            msg.durable = self.durable if durable is None else durable
+        actor = self._actors.get(name)
+        if (actor is not None and not actor.busy and actor.status == ACTIVE and turn is None
+                and timeout is None and self._accepting):
+            # The actor is idle and the caller is going to wait for the turn anyway: run the
+            # turn right here instead of waking a worker (no task switch, no queueing). Every
+            # INLINE_BUDGET turns the caller takes the mailbox path once, so that a caller in a
+            # tight loop still lets the event loop run.
+            if msg.kind >= GET:  # a read of an idle actor: nothing to serialise against
+                fut.set_result(self._read_now(actor, msg))
+                del self._idle[name]  # and it counts as use: to the back of the idle line
+                actor.idle_since = self._tick
+                self._idle[name] = actor
+            elif self._inline_budget:
+                self._inline_budget -= 1
+                actor.busy = True
+                self._busy += 1
+                del self._idle[name]
+                try:
+                    await self._turn(actor, msg)
+                finally:
+                    self._after_inline(actor)
+            else:
+                self._inline_budget = INLINE_BUDGET
+                self._enqueue(name, msg)
+        elif not self._accepting or not self._try_enqueue(name, msg):
+            await self._send(name, msg, True)
+        if timeout is None:
             result = await fut
-        finally:
-            if timer is not None:
+        else:
+            timer = self.clock.call_later(timeout, _time_out, fut, name, msg, timeout)
+            try:
+                result = await fut
+            finally:
                 timer.cancel()
         if msg.durable:
             result, version = result
@@ -403,26 +422,42 @@ class Runtime:
 
     async def _send(self, name: str, msg: Message, wait: bool) -> None:
         """Put a message from outside any turn into a mailbox, honouring the mailbox bound."""
-        if not self._accepting:
-            raise RuntimeNotRunning(
-                "the runtime is not running: use `async with rt:`" if not self._started
-                else "the runtime is shutting down")
-        actor = self._actors.get(name)
-        while actor is not None and actor.mailbox is not None and \
-                len(actor.mailbox) >= self.mailbox_size:
-            if actor.status == STOPPED:
-                break  # _enqueue reports it
+        while True:
+            if not self._accepting:
+                raise RuntimeNotRunning(
+                    "the runtime is not running: use `async with rt:`" if not self._started
+                    else "the runtime is shutting down")
+            if self._try_enqueue(name, msg):
+                return
             if not wait:
                 raise MailboxFull(name, self.mailbox_size)
+            actor = self._actors[name]
             room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             if actor.space is None:
                 actor.space = deque()
             actor.space.append(room)
             await room
-            actor = self._actors.get(name)
-        self._enqueue(name, msg)
+
+    def _try_enqueue(self, name: str, msg: Message) -> bool:
+        """Enqueue unless the mailbox is full (then return False)."""
+        actor = self._actors.get(name)
+        if actor is None:
+            actor = self._activate_later(name)
+        elif actor.status == STOPPED:
+            assert actor.trouble is not None
+            raise SubjectStopped(name, actor.trouble.stop_reason or "stopped")
+        box = actor.mailbox
+        if box is None:
+            actor.mailbox = box = deque()
+        elif len(box) >= self.mailbox_size:
+            return False
+        box.append(msg)
+        if not actor.busy:
+            self._start_drain(actor)
+        return True
 
     def _enqueue(self, name: str, msg: Message) -> None:
+        """Enqueue regardless of the bound (for messages of committed turns)."""
         actor = self._actors.get(name)
         if actor is None:
             actor = self._activate_later(name)
@@ -433,7 +468,7 @@ class Runtime:
         if box is None:
             actor.mailbox = box = deque()
         box.append(msg)
-        if actor.task is None:
+        if not actor.busy:
             self._start_drain(actor)
 
     def _post(self, outbox: list[tuple[str, Message]]) -> None:
@@ -464,12 +499,8 @@ class Runtime:
             actor.mailbox = deque()
         self._idle.pop(actor.name, None)
         self._busy += 1
-        if self._busy == 1:
-            assert self._quiet is not None
-            self._quiet.clear()
-        assert self._loop is not None
-        # A fresh context: the drain must not inherit the sender's current turn.
-        actor.task = self._loop.create_task(self._drain(actor), context=contextvars.Context())
+        actor.busy = True
+        self._scheduler.schedule(actor)
 
     async def _drain(self, actor: Actor) -> None:
         box = actor.mailbox
@@ -491,16 +522,34 @@ class Runtime:
             self._refuse_all(actor, box, RuntimeNotRunning("the runtime stopped"))
             raise
         finally:
-            actor.task = None
-            self._busy -= 1
-            if actor.status == ACTIVE and self._actors.get(actor.name) is actor:
-                if not box:
-                    actor.mailbox = None
-                actor.idle_since = self.clock.now()
-                self._idle[actor.name] = actor
-            if not self._busy:
-                assert self._quiet is not None
-                self._quiet.set()
+            self._release(actor)
+
+    def _after_inline(self, actor: Actor) -> None:
+        """After a turn run in the caller's task: messages that arrived meanwhile (or a pending
+        restart) go to a worker, in order; otherwise the actor is idle again."""
+        trouble = actor.trouble
+        if actor.status == ACTIVE and (
+                actor.mailbox or (trouble is not None and trouble.restart_at is not None)):
+            if actor.mailbox is None:
+                actor.mailbox = deque()
+            self._scheduler.schedule(actor)  # still busy: a worker takes over
+        else:
+            self._release(actor)
+
+    def _release(self, actor: Actor) -> None:
+        """The actor has no more work: it becomes idle (or stays stopped)."""
+        actor.busy = False
+        self._busy -= 1
+        if actor.status == ACTIVE and self._actors.get(actor.name) is actor:
+            if not actor.mailbox:
+                actor.mailbox = None
+            actor.idle_since = self._tick
+            self._idle[actor.name] = actor
+        if not self._busy and self._quiet:
+            for quiet in self._quiet:
+                if not quiet.done():
+                    quiet.set_result(None)
+            self._quiet.clear()
 
     async def _activate(self, actor: Actor, box: deque[Message]) -> bool:
         assert self._loader is not None
@@ -550,11 +599,69 @@ class Runtime:
             if fut is not None and not fut.done():
                 fut.set_result(self._read_now(actor, msg))
             return
-        state = SubjectState(actor.name, actor.props, actor.ext)
-        turn = Turn(self, actor.name, msg.chain)
+        state = turn = Turn(self, actor.name, actor.props, actor.ext, msg.chain)
         token = _CURRENT.set(turn)
+        result: Any = None
         try:
-            result = await self._apply(actor, state, turn, msg)
+            if kind == SET:
+                result = state.set(msg.name, msg.value, msg.extra)
+            elif kind == EVENT or kind == ASK:
+                state.cascade.append((msg.name, None, None, None, None, msg.value, 0))
+            elif kind == DELETE:
+                result = state.delete(msg.name, msg.extra)
+            elif kind == PATCH:
+                for prop, value in msg.value.items():
+                    state.set(prop, value, msg.extra)
+            elif kind == SET_EXT:
+                result = state.set_ext(msg.name, msg.value)
+            elif kind == DELETE_EXT:
+                result = state.delete_ext(msg.name)
+            events = state.cascade
+            if events:
+                # The cascade: work through the turn's queue of events, breadth-first, until it
+                # settles. Inline here, being the hottest loop of the runtime.
+                name = actor.name
+                registry = self._registry
+                match = registry.match
+                middleware = registry.middleware_chain
+                limit = self.max_cascade_depth
+                asking = kind == ASK
+                i = 0
+                while i < len(events):
+                    event_type, prop, old, new, extra, payload, depth = events[i]
+                    i += 1
+                    if depth >= limit:
+                        raise CascadeTooDeep(
+                            f"the turn of {name!r} did not settle after {limit} generations of "
+                            f"property events (last: {event_type} {prop!r}); do two behaviours "
+                            "keep changing each other's property?")
+                    handlers = match(event_type, name)
+                    if not handlers:
+                        if asking and i == 1:
+                            raise NoHandler(f"no behaviour answers {event_type!r} on {name!r}")
+                        continue
+                    ctx = Context(turn, state, event_type, payload, prop, old, new, extra)
+                    state._depth = depth + 1
+                    for handler in handlers:
+                        if middleware:
+                            reply = await call_handler(handler, ctx, middleware)
+                            if asking and i == 1 and result is None and reply is not SKIPPED:
+                                result = reply
+                            continue
+                        # No middleware: filters and handler called right here.
+                        passed = True
+                        for f in handler.filters:
+                            verdict = f.predicate(ctx)
+                            if verdict.__class__ is not bool and isawaitable(verdict):
+                                verdict = await verdict
+                            if not verdict:
+                                passed = False
+                                break
+                        if passed:
+                            ctx.handler = handler.name
+                            reply = await handler.func(ctx)
+                            if asking and i == 1 and result is None:
+                                result = reply
         except BaseException as exc:
             state.rollback()
             state.close()
@@ -565,8 +672,8 @@ class Runtime:
             return
         state.close()
         _CURRENT.reset(token)
-        if state.changed:
-            actor.ext = state.ext_dict or None
+        if state._changed:
+            actor.ext = state._ext or None
             actor.version += 1
             assert self._pipeline is not None
             self._pipeline.mark_dirty(actor)
@@ -587,60 +694,6 @@ class Runtime:
             return SubjectView(actor.name, actor.version, dict(actor.props), dict(actor.ext or {}))
         assert kind == STORE
         return actor.version
-
-    async def _apply(self, actor: Actor, state: SubjectState, turn: Turn, msg: Message) -> Any:
-        kind = msg.kind
-        result: Any = None
-        if kind == SET:
-            result = state.set(msg.name, msg.value, msg.extra)
-        elif kind == EVENT or kind == ASK:
-            state.cascade.append((msg.name, None, None, None, None, msg.value, 0))
-        elif kind == DELETE:
-            result = state.delete(msg.name, msg.extra)
-        elif kind == PATCH:
-            for prop, value in msg.value.items():
-                state.set(prop, value, msg.extra)
-        elif kind == SET_EXT:
-            result = state.set_ext(msg.name, msg.value)
-        elif kind == DELETE_EXT:
-            result = state.delete_ext(msg.name)
-        reply = await self._cascade(actor, state, turn, kind == ASK)
-        return reply if kind == ASK else result
-
-    async def _cascade(self, actor: Actor, state: SubjectState, turn: Turn, asking: bool) -> Any:
-        """Work through the turn's queue of events, breadth-first, until it settles."""
-        events = state.cascade
-        registry = self._registry
-        middleware = registry.middleware_chain
-        name = actor.name
-        limit = self.max_cascade_depth
-        reply = None
-        i = 0
-        while i < len(events):
-            event_type, prop, old, new, extra, payload, depth = events[i]
-            i += 1
-            if depth >= limit:
-                raise CascadeTooDeep(
-                    f"the turn of {name!r} did not settle after {limit} generations of property "
-                    f"events (last: {event_type} {prop!r}); do two behaviours keep changing each "
-                    "other's property?")
-            handlers = registry.match(event_type, name)
-            if not handlers:
-                if asking and i == 1:
-                    raise NoHandler(f"no behaviour answers {event_type!r} on {name!r}")
-                continue
-            ctx = Context(turn, state, event_type, payload, prop, old, new, extra)
-            state._depth = depth + 1
-            for handler in handlers:
-                if handler.filters or middleware:
-                    result = await call_handler(handler, ctx, middleware)
-                else:
-                    ctx.handler = handler.name
-                    result = await handler.func(ctx)
-                if asking and i == 1 and reply is None and result is not None \
-                        and result is not SKIPPED:
-                    reply = result
-        return reply
 
     # -- failure and supervision ----------------------------------------------------------------
 
@@ -686,7 +739,7 @@ class Runtime:
             policy = actor.supervisor.policy
             actor.trouble = trouble = Trouble(Intensity(policy.max_restarts, policy.within))
         trouble.restart_at = at
-        if actor.task is None:
+        if not actor.busy:
             self._start_drain(actor)
 
     async def _restart(self, actor: Actor, trouble: Trouble) -> None:
@@ -764,9 +817,13 @@ class Runtime:
     # -- passivation --------------------------------------------------------------------------
 
     async def _sweep(self, idle_for: float) -> None:
+        """Every quarter of `idle_for`, passivate the actors idle for four ticks or more: an
+        actor is passivated after between 3/4 and 1 times `idle_for` of idleness. Ticks, not
+        timestamps, so going idle costs no clock read and no float per actor."""
         while True:
-            await self.clock.sleep(max(0.01, idle_for / 4))
-            cutoff = self.clock.now() - idle_for
+            await self.clock.sleep(idle_for / 4)
+            self._tick += 1
+            cutoff = self._tick - 4
             expired = []
             for actor in self._idle.values():
                 if actor.idle_since > cutoff:
@@ -788,7 +845,7 @@ class Runtime:
             self._passivate(actor)
 
     def _passivate(self, actor: Actor) -> None:
-        if not actor.clean or actor.task is not None:
+        if not actor.clean or actor.busy:
             return  # its snapshot is on its way; a later sweep takes it
         del self._idle[actor.name]
         del self._actors[actor.name]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from actors import check_subject_name
+from actors import SubjectState, check_subject_name
 
 from ._actor import EVENT, Message
 
@@ -36,14 +36,16 @@ def check_event_type(event_type: object) -> str:
     return event_type
 
 
-class Turn:
-    """Collects the messages a turn sends (its outbox) and knows the ask chain it runs in."""
+class Turn(SubjectState):
+    """One turn of one actor: the state its handlers see (`ctx.subject`), the messages they send
+    (the outbox, delivered on commit) and the ask chain the turn runs in. One object per turn."""
 
-    __slots__ = ("chain", "outbox", "runtime", "subject")
+    __slots__ = ("chain", "outbox", "runtime")
 
-    def __init__(self, runtime: Runtime, subject: str, chain: tuple[str, ...]) -> None:
+    def __init__(self, runtime: Runtime, name: str, props: dict[str, Any],
+                 ext: dict[str, Any] | None, chain: tuple[str, ...]) -> None:
+        SubjectState.__init__(self, name, props, ext)
         self.runtime = runtime
-        self.subject = subject
         self.chain = chain  # the subjects waiting, through asks, on this turn's message
         self.outbox: list[tuple[str, Message]] | None = None
 
@@ -62,4 +64,4 @@ class Turn:
 
     def asking_chain(self) -> tuple[str, ...]:
         """The chain an ask sent from this turn carries: everyone waiting, then this subject."""
-        return (*self.chain, self.subject)
+        return (*self.chain, self.name)

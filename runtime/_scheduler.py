@@ -1,0 +1,149 @@
+"""Runs actors' mailboxes on a few worker tasks instead of one task per busy actor.
+
+Most turns never wait on anything: they change state, queue events, and finish. Creating an
+asyncio task for each of them would cost more than the turn itself. So a worker task takes
+ready actors off one queue and steps each actor's drain coroutine itself: a drain that finishes
+without suspending costs no task at all. When a drain does suspend (a handler awaits I/O or an
+ask), its worker keeps it and waits with it, and hands the rest of the ready queue to another
+worker (a parked one, or a new one), so one slow turn never holds up other actors. Workers park
+when there is nothing to do; a few parked workers are kept for the next burst.
+
+Because the worker steps the coroutine from inside its own task, `asyncio.current_task()`,
+context variables and `asyncio.timeout()` inside handlers refer to the worker that runs the turn,
+exactly as if the turn had its own task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import types
+from collections import deque
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any, Generic, TypeVar
+
+log = logging.getLogger("subjects.scheduler")
+T = TypeVar("T")
+
+MAX_PARKED = 4  # idle workers kept for the next burst
+FAIRNESS = 256  # drains a worker runs before it lets the event loop serve I/O and timers
+
+
+class Scheduler(Generic[T]):
+    """A ready queue of actors and the worker tasks that drain them."""
+
+    def __init__(self, drain: Callable[[T], Coroutine[Any, Any, None]]) -> None:
+        self._drain = drain
+        self._ready: deque[T] = deque()
+        self._parked: list[asyncio.Future[None]] = []
+        self._workers: set[asyncio.Task[None]] = set()
+        self._running = False  # a worker is executing right now (it will see new ready work)
+        self._waking = False  # a worker has been told to run and will see new ready work
+
+    @property
+    def workers(self) -> int:
+        return len(self._workers)
+
+    def schedule(self, item: T) -> None:
+        """Queue an actor whose mailbox has work and that no worker holds."""
+        self._ready.append(item)
+        if not self._running and not self._waking:
+            self._wake()
+
+    def _wake(self) -> None:
+        self._waking = True
+        if self._parked:
+            self._parked.pop().set_result(None)
+        else:
+            # An empty context: a worker must not inherit the context of whoever woke it.
+            task = asyncio.get_running_loop().create_task(
+                self._work(), name="subjects-worker", context=contextvars.Context())
+            self._workers.add(task)
+            task.add_done_callback(self._workers.discard)
+
+    async def stop(self) -> list[T]:
+        """Cancel every worker (their drains see CancelledError); return the actors that were
+        still waiting in the ready queue."""
+        for task in list(self._workers):
+            task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        waiting = list(self._ready)
+        self._ready.clear()
+        self._parked.clear()
+        self._running = self._waking = False
+        return waiting
+
+    async def _work(self) -> None:
+        ready = self._ready
+        loop = asyncio.get_running_loop()
+        self._running, self._waking = True, False
+        try:
+            done = 0
+            while True:
+                while ready:
+                    drain = self._drain(ready.popleft())
+                    try:
+                        suspended_on = drain.send(None)
+                    except StopIteration:
+                        pass  # the common case: the whole drain ran without waiting
+                    except Exception:
+                        log.exception("internal error in a drain")
+                    else:
+                        try:
+                            await self._finish(drain, suspended_on)
+                        except Exception:
+                            log.exception("internal error in a drain")
+                    done += 1
+                    if done >= FAIRNESS and ready:
+                        done = 0
+                        await self._pause(asyncio.sleep(0))
+                if len(self._parked) >= MAX_PARKED:
+                    return
+                parked = loop.create_future()
+                self._parked.append(parked)
+                self._running = False
+                try:
+                    await parked
+                finally:
+                    if not parked.done():
+                        self._parked.remove(parked)
+                self._running, self._waking = True, False
+        finally:
+            self._running = False
+
+    async def _pause(self, awaitable: Coroutine[Any, Any, None]) -> None:
+        """Let the loop run other tasks; this worker comes back to the ready queue."""
+        self._running, self._waking = False, True
+        try:
+            await awaitable
+        finally:
+            self._running, self._waking = True, False
+
+    @types.coroutine
+    def _finish(self, drain: Coroutine[Any, Any, None],
+                suspended_on: Any) -> Generator[Any, Any, None]:
+        """Drive a drain that suspended to its end, from this worker's task, passing through
+        what it waits on. Whenever it waits, ready work goes to another worker."""
+        pending = suspended_on
+        while True:
+            if self._ready and not self._waking:
+                self._wake()
+            self._running = False
+            try:
+                sent = yield pending
+            except GeneratorExit:
+                drain.close()
+                raise
+            except BaseException as exc:  # cancellation or a thrown error: the drain decides
+                self._running = True
+                try:
+                    pending = drain.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                self._running = True
+                try:
+                    pending = drain.send(sent)
+                except StopIteration:
+                    return

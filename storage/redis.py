@@ -1,0 +1,230 @@
+"""The Redis store: snapshots in a Redis server, for fast shared state with few moving parts.
+
+Layout: one string key per subject, `<prefix><name>` (prefix default `subjects:`), holding
+
+    b"<version>:<length of properties>:" + properties + ext
+
+Plain strings keep a whole batch load to one native MGET, and the decimal version at the front
+lets the version check read only a key's first bytes (GETRANGE) instead of its whole state.
+
+Each write batch is one Lua script call (EVALSHA; the script is sent again after a NOSCRIPT,
+e.g. after a server restart), so the version checks and the writes of a batch are atomic and
+cost one round trip. Versions are compared as decimal strings, never as Lua numbers (doubles),
+so every 64-bit version is exact. All keys of a batch go to one script, so on Redis Cluster the
+prefix must pin them to one slot with a hash tag, e.g. `{subjects}:`.
+
+Durability is the server's configuration, not the client's: with the default (RDB snapshots
+only) a Redis crash loses every write since the last snapshot. For an acknowledged `save_many`
+to survive a crash, enable the append-only file:
+
+    appendonly yes
+    appendfsync always     # fsync before replying: survives a crash of Redis or of the machine
+    appendfsync everysec   # fsync once a second: survives a Redis crash; a machine crash or
+                           # power loss can lose about the last second of acknowledged writes
+
+Failures that a later retry may fix (connection refused or lost, timeout, a server still loading
+its data, a read-only replica after a failover) raise `StoreUnavailable`; the connection pool
+reconnects on the next call. redis-py's own retries are disabled: a retried script could report
+its own, already applied, write as stale. When `save_many` raises, its outcome is unknown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ReadOnlyError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+try:
+    from redis.maint_notifications import MaintNotificationsConfig
+except ImportError:  # redis-py < 7 has no maintenance notifications and checks idle connections
+    _CHECK_IDLE_CONNECTIONS: dict[str, Any] = {}
+else:
+    # redis-py 7+ skips its check for connections the server closed while idle when these
+    # notifications may be on ("auto", the default), so the first call after a server restart
+    # would fail. They need Redis Enterprise and RESP3 anyway.
+    _CHECK_IDLE_CONNECTIONS = {"maint_notifications_config": MaintNotificationsConfig(False)}
+
+from ._protocol import Delete, Snapshot, StoreError, StoreUnavailable, Write
+
+T = TypeVar("T")
+
+
+class _Script:
+    """A Lua script run by digest (EVALSHA); sent in full only when the server lacks it."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def __call__(self, client: aioredis.Redis, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:  # a new or restarted server, or SCRIPT FLUSH
+            await client.script_load(self.source)
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+
+
+# KEYS[i] is a subject's key, ARGV[2i-1] the expected version as a decimal string, ARGV[2i] the
+# new value. A key is at the expected version when its value starts with "<expected>:"; "0"
+# expects no key (GETRANGE of a missing key is ""). Returns the 1-based indexes refused.
+_SAVE = _Script("""
+local refused = {}
+for i, key in ipairs(KEYS) do
+    local expected = ARGV[2 * i - 1]
+    local head = redis.call('GETRANGE', key, 0, #expected)
+    local current
+    if expected == '0' then current = head == '' else current = head == expected .. ':' end
+    if current then
+        redis.call('SET', key, ARGV[2 * i])
+    else
+        refused[#refused + 1] = i
+    end
+end
+return refused
+""")
+
+# KEYS[i] is a subject's key, ARGV[i] the expected version. A missing key is not refused.
+_DELETE = _Script("""
+local refused = {}
+for i, key in ipairs(KEYS) do
+    local expected = ARGV[i]
+    local head = redis.call('GETRANGE', key, 0, #expected)
+    if head == expected .. ':' then
+        redis.call('UNLINK', key)
+    elseif head ~= '' then
+        refused[#refused + 1] = i
+    end
+end
+return refused
+""")
+
+# Errors after which the same call may succeed later. redis' ConnectionError covers
+# BusyLoadingError (a restarted server still loading its data).
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    OSError,  # includes the builtin ConnectionError and TimeoutError
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,  # connected to a replica, e.g. right after a failover
+)
+
+
+def _encode(w: Write) -> bytes:
+    return b"%d:%d:%b%b" % (w.version, len(w.properties), w.properties, w.ext)
+
+
+def _decode(name: str, value: bytes) -> Snapshot:
+    first = value.index(b":")
+    second = value.index(b":", first + 1)
+    split = second + 1 + int(value[first + 1:second])
+    return Snapshot(name, int(value[:first]), value[second + 1:split], value[split:])
+
+
+class RedisStore:
+    """Snapshots in Redis, one key per subject."""
+
+    def __init__(self, url: str, *, prefix: str = "subjects:", timeout: float = 10.0) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.timeout = timeout  # bound on each call: connecting and the command
+        parts = urlsplit(url)
+        self._password = parts.password
+        self._where = (
+            parts.path if parts.scheme == "unix" else f"{parts.hostname}:{parts.port or 6379}"
+        )
+        self._client: aioredis.Redis | None = None
+
+    def __repr__(self) -> str:
+        return f"<RedisStore {self._where} prefix={self.prefix!r}>"
+
+    def _unavailable(self, what: str, exc: BaseException) -> StoreUnavailable:
+        if isinstance(exc, TimeoutError) and not str(exc):
+            reason = f"no answer within {self.timeout:g} s"
+        else:
+            reason = f"{type(exc).__name__}: {exc}"
+        if self._password:
+            reason = reason.replace(self._password, "***")
+        return StoreUnavailable(f"Redis {self._where}: {what} failed: {reason}")
+
+    async def open(self) -> None:
+        if self._client is not None:
+            return
+        client = aioredis.Redis.from_url(
+            self.url,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+            retry=Retry(NoBackoff(), 0),
+            **_CHECK_IDLE_CONNECTIONS,
+        )
+        self._client = client
+        try:
+            await self._call("connecting", lambda client: client.ping())
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()  # only drops sockets: never waits on the server
+
+    async def _call(self, what: str, fn: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+        """Run `fn` on the client within `timeout`, translating failures."""
+        client = self._client
+        if client is None:
+            raise StoreUnavailable(f"{self!r} is not open")
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await fn(client)
+        except _TRANSIENT as exc:
+            raise self._unavailable(what, exc) from exc
+        except RedisError as exc:
+            raise StoreError(f"Redis {self._where}: {what} failed: {exc}") from exc
+
+    async def ping(self) -> None:
+        await self._call("ping", lambda client: client.ping())
+
+    async def load_many(self, names: Sequence[str]) -> dict[str, Snapshot]:
+        if not names:
+            return {}
+        prefix = self.prefix
+        values: list[Any] = await self._call(
+            "load", lambda client: client.mget([prefix + name for name in names])
+        )
+        return {
+            name: _decode(name, value)
+            for name, value in zip(names, values, strict=True)
+            if value is not None
+        }
+
+    async def save_many(self, writes: Sequence[Write]) -> list[str]:
+        if not writes:
+            return []
+        prefix = self.prefix
+        keys = [prefix + w.name for w in writes]
+        args: list[Any] = []
+        for w in writes:
+            args += (str(w.expected_version), _encode(w))
+        refused: list[int] = await self._call(
+            "save", lambda client: _SAVE(client, keys, args)
+        )
+        return [writes[i - 1].name for i in refused]
+
+    async def delete_many(self, deletes: Sequence[Delete]) -> list[str]:
+        if not deletes:
+            return []
+        keys = [self.prefix + d.name for d in deletes]
+        args: list[Any] = [str(d.expected_version) for d in deletes]
+        refused: list[int] = await self._call(
+            "delete", lambda client: _DELETE(client, keys, args)
+        )
+        return [deletes[i - 1].name for i in refused]
+
