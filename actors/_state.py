@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ._events import PROPERTY_CHANGED, PROPERTY_DELETED
-from ._values import PLAIN_TYPES, normalize
+from ._values import PLAIN_TYPES, copy_value, normalize
 
 _MISSING: Any = object()
 
@@ -55,7 +55,8 @@ class SubjectState:
     # -- reading -------------------------------------------------------------------------------
 
     def get(self, prop: str, default: Any = None) -> Any:
-        return self._props.get(prop, default)
+        """The value of a property (a copy, for lists and dicts: change it with `set`)."""
+        return copy_value(self._props.get(prop, default))
 
     def __contains__(self, prop: str) -> bool:
         return prop in self._props
@@ -65,10 +66,10 @@ class SubjectState:
 
     def properties(self) -> dict[str, Any]:
         """A copy of every property, for reading; changes go through `set`."""
-        return dict(self._props)
+        return copy_value(self._props)  # type: ignore[no-any-return]
 
     def get_ext(self, prop: str, default: Any = None) -> Any:
-        return default if self._ext is None else self._ext.get(prop, default)
+        return copy_value(default if self._ext is None else self._ext.get(prop, default))
 
     # -- writing -------------------------------------------------------------------------------
 

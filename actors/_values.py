@@ -37,3 +37,11 @@ def normalize(value: Any) -> Any:
         raise ValueNotStorable(
             f"{kind.__name__} value {value!r:.80} cannot be stored in a snapshot: {exc}"
         ) from None
+
+
+def copy_value(value: Any) -> Any:
+    """A deep copy of a stored value: lists and dicts handed out must not alias the state,
+    which only a turn's `set` may change."""
+    if value.__class__ is list or value.__class__ is dict:
+        return _decode(_encode(value))
+    return value

@@ -54,6 +54,7 @@ class Pipeline:
         self._urgent = 0
         self._writing = False
         self._task: asyncio.Task[None] | None = None
+        self._gathering: asyncio.Future[None] | None = None
         self.failures = 0  # consecutive failed batches
         self.last_error: BaseException | None = None
         self.batches = 0
@@ -97,8 +98,7 @@ class Pipeline:
             timer = self._clock.call_later(timeout, _expire, fut, actor.name, timeout,
                                            self.last_error)
         if urgent:
-            self._urgent += 1
-            self._wake.set()
+            self._hurry()
         try:
             await fut
         finally:
@@ -109,8 +109,7 @@ class Pipeline:
 
     async def flush(self) -> None:
         """Return once every snapshot marked so far is stored."""
-        self._urgent += 1
-        self._wake.set()
+        self._hurry()
         try:
             while self._dirty or self._writing:
                 await self._settled.wait()
@@ -125,10 +124,27 @@ class Pipeline:
                 await self._wake.wait()
                 continue
             if not self._urgent and len(self._dirty) < self._batch_size:
-                await self._clock.sleep(self._max_delay)  # let a batch gather (group commit)
+                await self._gather()
             if not await self._write_batch():
                 self.failures += 1
                 await self._clock.sleep(self._retry.delay(self.failures, self._rng))
+
+    async def _gather(self) -> None:
+        """Let a batch gather for up to `max_delay` (group commit); cut short by `_hurry`."""
+        gathering = asyncio.get_running_loop().create_future()
+        self._gathering = gathering
+        timer = self._clock.call_later(self._max_delay, _resolve, gathering)
+        try:
+            await gathering
+        finally:
+            timer.cancel()
+            self._gathering = None
+
+    def _hurry(self) -> None:
+        self._urgent += 1
+        self._wake.set()
+        if self._gathering is not None:
+            _resolve(self._gathering)
 
     async def _write_batch(self) -> bool:
         dirty = self._dirty
@@ -189,6 +205,11 @@ class Pipeline:
         for _, fut in self._waiters.pop(name, ()):
             if not fut.done():
                 fut.set_exception(error)
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def _expire(fut: asyncio.Future[Any], name: str, timeout: float,

@@ -35,6 +35,7 @@ from actors import (
 )
 from actors._behaviours import SKIPPED, Predicate, call_handler
 from actors._state import check_property_name
+from actors._values import copy_value
 from storage import Snapshot, SnapshotStore, StoreUnavailable, open_store
 
 from ._actor import (
@@ -77,6 +78,7 @@ from ._turn import _CURRENT, Turn, check_event_type, name_of
 log = logging.getLogger("subjects.runtime")
 F = TypeVar("F", bound=Callable[..., Any])
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
+LOAD_BATCH = 1000  # most snapshots one activation batch asks the store for
 INLINE_BUDGET = 64  # turns a caller may run inline before it takes the mailbox path once
 
 
@@ -138,7 +140,8 @@ class Runtime:
         self._scheduler: Scheduler[Actor] = Scheduler(self._drain)
         self._inline_budget = INLINE_BUDGET
         self._pipeline: Pipeline | None = None
-        self._loader: _Loader | None = None
+        self._pending_loads: list[Actor] = []  # loading actors gathered for the next batch
+        self._loads: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._accepting = False  # outside callers may send
@@ -217,7 +220,6 @@ class Runtime:
         self._pipeline = Pipeline(self.store, self.clock, batch_size=self._flush_batch,
                                   max_delay=self._flush_delay, on_stale=self._on_stale)
         self._pipeline.start()
-        self._loader = _Loader(self.store)
         if self.passivate_after is not None:
             self._sweeper = self._loop.create_task(self._sweep(self.passivate_after),
                                                    name="subjects-passivation")
@@ -248,6 +250,9 @@ class Runtime:
             self._started = False
 
     async def _abort_drains(self) -> None:
+        for task in list(self._loads):
+            task.cancel()
+        await asyncio.gather(*self._loads, return_exceptions=True)
         for actor in await self._scheduler.stop():
             self._refuse_all(actor, actor.mailbox, RuntimeNotRunning("the runtime stopped"))
 
@@ -503,11 +508,16 @@ class Runtime:
         self._scheduler.schedule(actor)
 
     async def _drain(self, actor: Actor) -> None:
+        if actor.status == LOADING:
+            # Not loaded here: gathered with every other actor the workers find loading in this
+            # pass, for one batched load. The actor stays busy; it is scheduled again once loaded.
+            self._pending_loads.append(actor)
+            if len(self._pending_loads) == 1:
+                asyncio.get_running_loop().call_soon(self._start_loads)
+            return
         box = actor.mailbox
         assert box is not None
         try:
-            if actor.status == LOADING and not await self._activate(actor, box):
-                return
             while True:
                 trouble = actor.trouble
                 if trouble is not None and trouble.restart_at is not None:
@@ -551,22 +561,33 @@ class Runtime:
                     quiet.set_result(None)
             self._quiet.clear()
 
-    async def _activate(self, actor: Actor, box: deque[Message]) -> bool:
-        assert self._loader is not None
+    def _start_loads(self) -> None:
+        batch, self._pending_loads = self._pending_loads, []
+        for start in range(0, len(batch), LOAD_BATCH):
+            task = asyncio.get_running_loop().create_task(
+                self._load(batch[start:start + LOAD_BATCH]), name="subjects-activation")
+            self._loads.add(task)
+            task.add_done_callback(self._loads.discard)
+
+    async def _load(self, actors: list[Actor]) -> None:
+        """Activate a batch of actors with one `load_many`."""
         try:
-            snapshot = await self._loader.load(actor.name)
+            found = await self.store.load_many([a.name for a in actors])
         except Exception as exc:
             # The store is unreachable: refuse what waits (the callers see why) and forget the
-            # actor, so that the next message tries the activation again.
-            if self._actors.get(actor.name) is actor:
-                del self._actors[actor.name]
-            self._refuse_all(actor, box, StoreUnavailable(
-                f"cannot activate {actor.name!r}: loading its snapshot failed: {exc}"))
-            actor.status = STOPPED
-            return False
-        self._install(actor, snapshot)
-        self._lifecycle(actor.supervisor, SUBJECT_ACTIVATED, actor.name, None)
-        return True
+            # actors, so that the next message tries the activation again.
+            for actor in actors:
+                if self._actors.get(actor.name) is actor:
+                    del self._actors[actor.name]
+                actor.status = STOPPED
+                self._refuse_all(actor, actor.mailbox, StoreUnavailable(
+                    f"cannot activate {actor.name!r}: loading its snapshot failed: {exc}"))
+                self._release(actor)
+            return
+        for actor in actors:
+            self._install(actor, found.get(actor.name))
+            self._lifecycle(actor.supervisor, SUBJECT_ACTIVATED, actor.name, None)
+            self._scheduler.schedule(actor)
 
     def _install(self, actor: Actor, snapshot: Snapshot | None) -> None:
         if snapshot is None:
@@ -687,11 +708,12 @@ class Runtime:
     def _read_now(self, actor: Actor, msg: Message) -> Any:
         kind = msg.kind
         if kind == GET:
-            return actor.props.get(msg.name, msg.value)
+            return copy_value(actor.props.get(msg.name, msg.value))
         if kind == GET_EXT:
-            return msg.value if actor.ext is None else actor.ext.get(msg.name, msg.value)
+            return copy_value(msg.value if actor.ext is None else actor.ext.get(msg.name, msg.value))
         if kind == READ:
-            return SubjectView(actor.name, actor.version, dict(actor.props), dict(actor.ext or {}))
+            return SubjectView(actor.name, actor.version, copy_value(actor.props),
+                               copy_value(actor.ext or {}))
         assert kind == STORE
         return actor.version
 
@@ -809,8 +831,10 @@ class Runtime:
     def _lifecycle(self, supervisor: Supervisor, event_type: str, subject: str,
                    details: dict[str, Any] | None) -> None:
         """Tell the supervisor's subject what happened, if any behaviour listens."""
-        if not self._registry.listens_to(event_type) or subject.startswith("supervisor:"):
+        if not self._registry.listens_to(event_type):
             return
+        if event_type != SUPERVISOR_ESCALATED and subject.startswith("supervisor:"):
+            return  # supervisor subjects' own lifecycle is not reported (it would loop)
         payload = {"subject": subject, "supervisor": supervisor.name, **(details or {})}
         self._post([(supervisor.subject, Message(EVENT, event_type, payload))])
 
@@ -855,37 +879,6 @@ class Runtime:
         if self._pipeline is None or not self._started:
             raise RuntimeNotRunning("the runtime is not started: use `async with rt:`")
         return self._pipeline
-
-
-class _Loader:
-    """Batches activation loads: every activation started in one loop iteration shares one
-    `load_many` round trip."""
-
-    def __init__(self, store: SnapshotStore) -> None:
-        self._store = store
-        self._names: list[str] = []
-        self._batch: asyncio.Future[dict[str, Snapshot]] | None = None
-
-    async def load(self, name: str) -> Snapshot | None:
-        batch = self._batch
-        if batch is None:
-            loop = asyncio.get_running_loop()
-            self._batch = batch = loop.create_future()
-            loop.call_soon(self._fetch)
-        self._names.append(name)
-        return (await asyncio.shield(batch)).get(name)
-
-    def _fetch(self) -> None:
-        names, batch = self._names, self._batch
-        self._names, self._batch = [], None
-        assert batch is not None
-        asyncio.get_running_loop().create_task(self._run(names, batch))
-
-    async def _run(self, names: list[str], batch: asyncio.Future[dict[str, Snapshot]]) -> None:
-        try:
-            batch.set_result(await self._store.load_many(names))
-        except Exception as exc:
-            batch.set_exception(exc)
 
 
 def _make_room(waiting: deque[asyncio.Future[None]]) -> None:

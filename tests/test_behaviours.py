@@ -1,0 +1,210 @@
+"""Handlers by event type and subject pattern, filters, middleware, emit and ask."""
+
+import asyncio
+
+import pytest
+
+from actors import PROPERTY_CHANGED
+from runtime import NoHandler, Runtime
+
+
+async def test_on_matches_event_globs_and_subject_patterns(rt):
+    seen = []
+
+    @rt.on("device.alert.*", "device.ping", subject="device:*")
+    async def h(ctx):
+        seen.append((ctx.event_type, ctx.subject.name, ctx.payload))
+
+    await rt.tell("device:1", "device.alert.cpu", {"v": 1})
+    await rt.tell("device:2", "device.ping")
+    await rt.tell("user:1", "device.ping")  # subject does not match
+    await rt.tell("device:3", "device.other")  # event does not match
+    await rt.idle()
+    assert sorted(seen) == [("device.alert.cpu", "device:1", {"v": 1}),
+                            ("device.ping", "device:2", None)]
+
+
+async def test_when_filters_sync_async_stacked_in_any_order(rt):
+    calls = []
+
+    async def is_even(ctx):
+        return ctx.payload % 2 == 0
+
+    @rt.when(lambda ctx: ctx.payload > 2)  # above @on: applied after registration
+    @rt.on("n")
+    @rt.when(is_even)
+    async def h(ctx):
+        calls.append(ctx.payload)
+
+    for n in range(8):
+        await rt.tell("s", "n", n)
+    await rt.idle()
+    assert calls == [4, 6]
+
+
+async def test_handlers_must_be_coroutines(rt):
+    with pytest.raises(TypeError, match="async def"):
+        @rt.on("x")
+        def sync_handler(ctx):
+            pass
+    with pytest.raises(TypeError):
+        rt.on()
+    with pytest.raises(TypeError, match="async def"):
+        rt.middleware(lambda ctx, nxt: None)
+
+
+async def test_middleware_wraps_every_call_in_registration_order(rt):
+    trace = []
+
+    @rt.middleware
+    async def outer(ctx, next):
+        trace.append(f"outer>{ctx.handler}")
+        result = await next()
+        trace.append("outer<")
+        return result
+
+    @rt.middleware
+    async def inner(ctx, next):
+        trace.append("inner>")
+        return await next()
+
+    @rt.on("q")
+    async def answer(ctx):
+        trace.append("handler")
+        return 42
+
+    assert await rt.ask("s", "q") == 42
+    assert trace == ["outer>test_middleware_wraps_every_call_in_registration_order.<locals>.answer",
+                     "inner>", "handler", "outer<"]
+
+
+async def test_context_fields_for_property_events(rt):
+    seen = []
+
+    @rt.on(PROPERTY_CHANGED)
+    async def h(ctx):
+        seen.append((ctx.event_type, ctx.property_name, ctx.old_value, ctx.new_value, ctx.extra,
+                     ctx.payload, ctx.subject.name))
+
+    await rt.subject("d").set("p", 1, extra="why")
+    assert seen == [(PROPERTY_CHANGED, "p", None, 1, "why", None, "d")]
+
+
+async def test_ask_reply_is_first_non_none_in_registration_order(rt):
+    @rt.on("q")
+    async def first(ctx):
+        return None
+
+    @rt.on("q")
+    async def second(ctx):
+        return "second"
+
+    @rt.on("q")
+    async def third(ctx):
+        return "third"
+
+    assert await rt.ask("s", "q") == "second"
+
+
+async def test_ask_without_handler_is_a_clear_error(rt):
+    with pytest.raises(NoHandler, match="no behaviour answers 'nothing' on 's'"):
+        await rt.ask("s", "nothing")
+
+
+async def test_emit_signature_is_the_same_outside_and_inside(rt):
+    got = []
+    on, when, middleware, emit = rt.handlers()
+
+    @on("hello")
+    async def hello(ctx):
+        got.append((ctx.subject.name, ctx.payload))
+        if ctx.payload == "first":
+            await ctx.emit("hello", "b", "from-a")  # a name
+            await ctx.emit("hello", rt.subject("c"), "from-a-ref")  # a reference
+            await ctx.emit("hello.self", ctx.subject)  # ctx.subject itself
+
+    @on("hello.self")
+    async def self_event(ctx):
+        got.append((ctx.subject.name, "self"))
+
+    await emit("hello", "a", "first")
+    await rt.idle()
+    assert sorted(got) == [("a", "first"), ("a", "self"), ("b", "from-a"),
+                           ("c", "from-a-ref")]
+
+
+async def test_emitted_messages_are_delivered_only_after_commit(rt):
+    seen = []
+
+    @rt.on("go")
+    async def go(ctx):
+        ctx.subject.set("x", 1)
+        await ctx.emit("peek", "other", None)
+        await rt.subject("other").set("written", True)  # a message too, sent on commit
+        await asyncio.sleep(0.01)
+        seen.append(("go done", rt.stats()["busy"]))
+
+    @rt.on("peek")
+    async def peek(ctx):
+        seen.append("peek")
+
+    await rt.tell("s", "go")
+    await rt.idle()
+    assert seen[0][0] == "go done" and seen[1] == "peek"
+    assert await rt.subject("other").get("written") is True
+
+
+async def test_messages_from_a_failed_turn_are_never_delivered(rt):
+    delivered = []
+
+    @rt.on("go")
+    async def go(ctx):
+        await ctx.emit("note", "other")
+        await rt.subject("other").set("x", 1)
+        raise RuntimeError("boom")
+
+    @rt.on("note")
+    async def note(ctx):
+        delivered.append(ctx.subject.name)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await rt.ask("s", "go")
+    await rt.idle()
+    assert delivered == []
+    assert await rt.subject("other").get("x") is None
+
+
+async def test_get_from_outside_sees_every_earlier_message_of_the_same_caller(rt):
+    @rt.on("incr")
+    async def incr(ctx):
+        await asyncio.sleep(0)  # a turn that suspends
+        ctx.subject.set("n", ctx.subject.get("n", 0) + 1)
+
+    for _ in range(20):
+        await rt.tell("s", "incr")
+    assert await rt.subject("s").get("n") == 20
+
+
+async def test_handlers_registered_late_are_seen(rt):
+    await rt.tell("s", "late")
+    await rt.idle()
+    hits = []
+
+    @rt.on("late")
+    async def late(ctx):
+        hits.append(1)
+
+    await rt.tell("s", "late")
+    await rt.idle()
+    assert hits == [1]
+
+
+async def test_two_runtimes_do_not_share_behaviours():
+    async with Runtime() as a, Runtime() as b:
+        @a.on("q")
+        async def only_a(ctx):
+            return "a"
+
+        assert await a.ask("s", "q") == "a"
+        with pytest.raises(NoHandler):
+            await b.ask("s", "q")

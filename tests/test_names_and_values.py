@@ -1,0 +1,74 @@
+import datetime
+import math
+
+import pytest
+
+from actors import InvalidSubjectName, ValueNotStorable, check_subject_name, normalize
+from runtime import Runtime
+
+
+@pytest.mark.parametrize("name", ["device:1", "user:42", "a", "ü" * 63, "x" * 255, "a/b?c=d"])
+def test_valid_names(name):
+    assert check_subject_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name, why",
+    [
+        ("", "empty"),
+        ("x" * 256, "bytes long"),
+        ("ü" * 128, "bytes long"),
+        ("a b", "whitespace"),
+        ("a\tb", "whitespace"),
+        ("a\nb", "whitespace"),
+        ("a\x00b", "control"),
+        ("a\u00a0b", "whitespace"),
+        (42, "must be a str"),
+        (None, "must be a str"),
+    ],
+)
+def test_invalid_names(name, why):
+    with pytest.raises(InvalidSubjectName, match=why):
+        check_subject_name(name)
+
+
+async def test_runtime_refuses_invalid_names_everywhere(rt):
+    with pytest.raises(InvalidSubjectName):
+        rt.subject("bad name")
+    with pytest.raises(InvalidSubjectName):
+        await rt.tell("", "ping")
+    with pytest.raises(InvalidSubjectName):
+        await rt.ask("a\nb", "ping")
+    assert rt.active_subjects() == []
+
+
+def test_normalize_keeps_json_values():
+    for value in [1, "s", True, None, 1.5, [1, "a"], {"a": [1, {"b": None}]}]:
+        assert normalize(value) == value
+
+
+def test_normalize_converts_to_the_stored_form():
+    assert normalize((1, 2)) == [1, 2]
+    assert normalize({"t": (1,)}) == {"t": [1]}
+    assert normalize(datetime.date(2026, 1, 2)) == "2026-01-02"
+    assert normalize({1: "a"}) == {"1": "a"}
+    assert normalize(math.nan) is None
+
+
+def test_normalize_refuses_what_cannot_be_stored():
+    with pytest.raises(ValueNotStorable, match="object"):
+        normalize(object())
+    with pytest.raises(ValueNotStorable):
+        normalize({"f": lambda: 1})
+    with pytest.raises(ValueNotStorable):
+        normalize({(1, 2): "tuple key"})
+
+
+async def test_set_refuses_unstorable_values_at_call_time():
+    async with Runtime() as rt:
+        dev = rt.subject("d")
+        with pytest.raises(ValueNotStorable):
+            await dev.set("x", object())
+        with pytest.raises(TypeError):
+            await dev.set("", 1)
+        assert (await dev.state()).properties == {}

@@ -1,0 +1,120 @@
+"""Snapshots: coalescing, group commit, forced stores, versions between runtimes, durable
+acknowledgements, writes racing a snapshot in flight."""
+
+import asyncio
+
+import pytest
+
+from runtime import NotDurable, Runtime, StaleVersion
+from storage import MemoryStore, Write
+
+
+class GatedStore(MemoryStore):
+    """The real in-memory store, whose writes wait at a gate the test opens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.batches: list[list[Write]] = []
+        self.in_flight = asyncio.Event()
+
+    async def save_many(self, writes):
+        self.batches.append(list(writes))
+        self.in_flight.set()
+        await self.gate.wait()
+        return await super().save_many(writes)
+
+
+async def test_many_turns_one_write_many_subjects_one_batch():
+    store = GatedStore()
+    async with Runtime(store, passivate_after=None, flush_delay=0.05) as rt:
+        for i in range(100):
+            await rt.subject("hot").set("n", i)
+        await asyncio.gather(*(rt.subject(f"d:{i}").set("x", i) for i in range(300)))
+        await rt.flush()
+        written = [w.name for batch in store.batches for w in batch]
+        assert written.count("hot") == 1  # coalesced
+        assert len(store.batches) <= 3  # group commit: hundreds of subjects per batch
+        snap = (await store.load_many(["hot"]))["hot"]
+        assert snap.version == 100 and snap.properties == b'{"n":99}'
+
+
+async def test_a_set_during_a_snapshot_in_flight_is_not_lost():
+    store = GatedStore()
+    async with Runtime(store, passivate_after=None, flush_delay=0) as rt:
+        dev = rt.subject("d")
+        await dev.set("x", 1)
+        await store.in_flight.wait()
+        store.gate.clear()
+        store.in_flight.clear()
+        await dev.set("x", 2)  # the first snapshot (x=1) may be in flight
+        await asyncio.sleep(0.01)
+        store.gate.set()
+        await rt.flush()
+    assert (await store.load_many(["d"]))["d"].properties == b'{"x":2}'
+
+
+async def test_store_forces_a_snapshot_and_returns_its_version():
+    store = GatedStore()
+    async with Runtime(store, passivate_after=None, flush_delay=60) as rt:
+        dev = rt.subject("d")
+        await dev.set("x", 1)
+        await dev.set("y", 2)
+        assert await dev.store() == 2
+        assert (await store.load_many(["d"]))["d"].version == 2
+
+
+async def test_durable_acknowledgement_waits_for_the_commit():
+    store = GatedStore()
+    store.gate.clear()
+    async with Runtime(store, passivate_after=None, flush_delay=0, durable_timeout=5) as rt:
+        dev = rt.subject("d")
+        pending = asyncio.create_task(dev.set("x", 1, durable=True))
+        await asyncio.sleep(0.05)
+        assert not pending.done()  # the turn is applied, the write is not committed yet
+        assert await dev.get("x") == 1
+        store.gate.set()
+        assert await pending == 1
+        assert (await store.load_many(["d"]))["d"].version == 1
+
+
+async def test_durable_acknowledgement_times_out_clearly():
+    store = GatedStore()
+    store.gate.clear()
+    rt = Runtime(store, passivate_after=None, flush_delay=0, durable=True, durable_timeout=0.05)
+    async with rt:
+        with pytest.raises(NotDurable, match="not committed within 0.05 s"):
+            await rt.subject("d").set("x", 1)
+        store.gate.set()
+    assert (await store.load_many(["d"]))["d"].properties == b'{"x":1}'
+
+
+async def test_two_runtimes_never_overwrite_each_other(tmp_path):
+    url = f"sqlite:///{tmp_path}/shared.db"
+    async with Runtime(url, passivate_after=None, flush_delay=0) as one, \
+            Runtime(url, passivate_after=None, flush_delay=0) as two:
+        assert await one.subject("d").get("x") is None
+        assert await two.subject("d").get("x") is None  # both activated at version 0
+        await one.subject("d").set("x", "one", durable=True)
+        with pytest.raises(StaleVersion, match="newer version of 'd'"):
+            await two.subject("d").set("x", "two", durable=True)
+        await two.idle()
+        assert await two.subject("d").get("x") == "one"  # reloaded, nothing overwritten
+        await two.subject("d").set("x", "two again", durable=True)
+    async with Runtime(url) as three:
+        assert await three.subject("d").get("x") == "two again"
+
+
+async def test_sqlite_round_trip_of_properties_and_extended_properties(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    async with Runtime(url) as rt:
+        dev = rt.subject("device:é")
+        await dev.patch({"cpu": 1.5, "tags": ["a", "b"], "nested": {"k": [1, None, True]}})
+        await dev.set_ext("secret", {"n": 1})
+    async with Runtime(url) as rt:
+        view = await rt.subject("device:é").state()
+        assert view.properties == {"cpu": 1.5, "tags": ["a", "b"],
+                                   "nested": {"k": [1, None, True]}}
+        assert view.ext == {"secret": {"n": 1}}
+        assert view.version == 2
