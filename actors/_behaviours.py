@@ -159,7 +159,8 @@ async def call_handler(handler: Handler, ctx: Context, chain: tuple[Middleware, 
     return await _through(chain, 0, ctx, handler.func)
 
 
-def _through(chain: tuple[Middleware, ...], i: int, ctx: Context, func: HandlerFunc) -> Awaitable[Any]:
+def _through(chain: tuple[Middleware, ...], i: int, ctx: Context,
+             func: HandlerFunc) -> Awaitable[Any]:
     if i == len(chain):
         return func(ctx)
     return chain[i](ctx, lambda: _through(chain, i + 1, ctx, func))

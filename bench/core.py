@@ -27,8 +27,8 @@ import tracemalloc
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from actors import PROPERTY_CHANGED  # noqa: E402
-from runtime import Runtime  # noqa: E402
+from actors import PROPERTY_CHANGED
+from runtime import Runtime
 
 
 def health_of(cpu: int) -> str:
@@ -156,7 +156,8 @@ async def idle_memory(count: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a tenth of the workload")
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     args = parser.parse_args()

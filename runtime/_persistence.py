@@ -31,20 +31,20 @@ from ._supervision import Backoff
 log = logging.getLogger("subjects.persistence")
 _encode = msgspec.json.Encoder().encode
 _EMPTY = b"{}"
+RETRY = Backoff(min=0.05, max=5.0)  # between attempts while the store fails
 
 
 class Pipeline:
     """Owns every write to the store after activation."""
 
     def __init__(self, store: SnapshotStore, clock: Clock, *, batch_size: int, max_delay: float,
-                 on_stale: Callable[[Actor], None],
-                 retry: Backoff = Backoff(min=0.05, max=5.0)) -> None:
+                 on_stale: Callable[[Actor], None]) -> None:
         self.store = store
         self._clock = clock
         self._batch_size = batch_size
         self._max_delay = max_delay
         self._on_stale = on_stale
-        self._retry = retry
+        self._retry = RETRY
         self._rng = random.Random()
         self._dirty: dict[str, Actor] = {}
         self._waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
@@ -177,8 +177,9 @@ class Pipeline:
         for write, actor in zip(writes, actors, strict=True):
             if write.name in stale:
                 self._fail_waiters(actor.name, StaleVersion(
-                    f"the store holds a newer version of {actor.name!r} than v{write.expected_version};"
-                    " its unsaved changes were discarded and it was reloaded"))
+                    f"the store holds a newer version of {actor.name!r} than "
+                    f"v{write.expected_version}; its unsaved changes were discarded and it was "
+                    "reloaded"))
                 self._on_stale(actor)
             else:
                 actor.stored_version = write.version

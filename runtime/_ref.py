@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from actors import normalize
-from actors._values import PLAIN_TYPES
 from actors._state import check_property_name
+from actors._values import PLAIN_TYPES
 
 from ._actor import DELETE, DELETE_EXT, GET, GET_EXT, READ, SET, SET_EXT, Message
 

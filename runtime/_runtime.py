@@ -2,10 +2,10 @@
 
 Every subject is a virtual actor. Addressing one is free; its first message activates it (state
 loaded from the store exactly once, however many messages race to it), and while its mailbox
-has work a worker of the scheduler drains it; an idle actor owns no task. Each message is one turn: the message, then the cascade of property events it causes,
-breadth-first. A turn commits as a whole (state, version, outgoing messages) or, if any handler
-raises, rolls back as a whole and is reported to the caller, the dead-letter log and the
-actor's supervisor.
+has work a worker of the scheduler drains it; an idle actor owns no task. Each message is one
+turn: the message, then the cascade of property events it causes, breadth-first. A turn commits
+as a whole (state, version, outgoing messages) or, if any handler raises, rolls back as a whole
+and is reported to the caller, the dead-letter log and the actor's supervisor.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from inspect import isawaitable
 from collections import deque
 from collections.abc import Callable, Mapping
+from inspect import isawaitable
 from typing import Any, TypeVar
 
 import msgspec
@@ -29,7 +29,6 @@ from actors import (
     Context,
     Middleware,
     Registry,
-    SubjectState,
     check_subject_name,
     normalize,
 )
@@ -626,7 +625,7 @@ class Runtime:
         try:
             if kind == SET:
                 result = state.set(msg.name, msg.value, msg.extra)
-            elif kind == EVENT or kind == ASK:
+            elif kind in (EVENT, ASK):
                 state.cascade.append((msg.name, None, None, None, None, msg.value, 0))
             elif kind == DELETE:
                 result = state.delete(msg.name, msg.extra)
@@ -710,7 +709,8 @@ class Runtime:
         if kind == GET:
             return copy_value(actor.props.get(msg.name, msg.value))
         if kind == GET_EXT:
-            return copy_value(msg.value if actor.ext is None else actor.ext.get(msg.name, msg.value))
+            ext = actor.ext
+            return copy_value(msg.value if ext is None else ext.get(msg.name, msg.value))
         if kind == READ:
             return SubjectView(actor.name, actor.version, copy_value(actor.props),
                                copy_value(actor.ext or {}))
@@ -859,7 +859,7 @@ class Runtime:
     def _evict(self, count: int) -> None:
         """Passivate up to `count` of the longest-idle actors whose state is stored. Actors with
         unsaved changes are skipped (the bound is soft: memory never wins over durability)."""
-        victims = []
+        victims: list[Actor] = []
         for actor in self._idle.values():
             if len(victims) == count:
                 break

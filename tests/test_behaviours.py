@@ -113,7 +113,7 @@ async def test_ask_without_handler_is_a_clear_error(rt):
 
 async def test_emit_signature_is_the_same_outside_and_inside(rt):
     got = []
-    on, when, middleware, emit = rt.handlers()
+    on, _when, _middleware, emit = rt.handlers()
 
     @on("hello")
     async def hello(ctx):

@@ -84,7 +84,7 @@ async def test_durable_acknowledgement_times_out_clearly():
     store.gate.clear()
     rt = Runtime(store, passivate_after=None, flush_delay=0, durable=True, durable_timeout=0.05)
     async with rt:
-        with pytest.raises(NotDurable, match="not committed within 0.05 s"):
+        with pytest.raises(NotDurable, match=r"not committed within 0\.05 s"):
             await rt.subject("d").set("x", 1)
         store.gate.set()
     assert (await store.load_many(["d"]))["d"].properties == b'{"x":1}'

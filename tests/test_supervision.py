@@ -83,7 +83,7 @@ async def test_dead_letters_can_be_inspected_and_redelivered(rt):
     [letter] = rt.dead_letters
     assert (letter.subject, letter.kind, letter.name, letter.payload) == (
         "d", "ask", "work", "payload")
-    assert "RuntimeError: flaky" == letter.reason
+    assert letter.reason == "RuntimeError: flaky"
     await rt.idle()
     assert await rt.redeliver(letter) == "ok"
     assert len(rt.dead_letters) == 0

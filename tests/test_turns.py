@@ -152,7 +152,7 @@ async def test_ask_timeout(rt):
         await asyncio.sleep(0.3)
         return "late"
 
-    with pytest.raises(AskTimeout, match="within 0.05 s"):
+    with pytest.raises(AskTimeout, match=r"within 0\.05 s"):
         await rt.ask("s", "slow", timeout=0.05)
     await rt.idle()
 

@@ -1,0 +1,49 @@
+"""The public API is a contract: these names are what users import. Changing the lists below
+is a decision, not an accident."""
+
+import actors
+import runtime
+import storage
+
+ACTORS = {
+    "LIFECYCLE_EVENTS", "MAX_NAME_BYTES", "PROPERTY_CHANGED", "PROPERTY_DELETED",
+    "SUBJECT_ACTIVATED", "SUBJECT_PASSIVATED", "SUBJECT_RESTARTED", "SUBJECT_STOPPED",
+    "SUPERVISOR_ESCALATED", "Context", "Handler", "InvalidSubjectName", "Middleware", "Next",
+    "Registry", "SubjectState", "TurnClosed", "ValueNotStorable", "check_subject_name",
+    "normalize",
+}
+RUNTIME = {
+    "AskCycleError", "AskTimeout", "Backoff", "CascadeTooDeep", "Clock", "DeadLetter",
+    "DeadLetters", "MailboxFull", "NoHandler", "NotDurable", "Policy", "Runtime",
+    "RuntimeNotRunning", "StaleVersion", "SubjectRef", "SubjectStopped", "SubjectView",
+    "SubjectsError", "Supervisor", "run",
+}
+STORAGE = {
+    "Delete", "MemoryStore", "SQLiteStore", "Snapshot", "SnapshotStore", "StoreError",
+    "StoreUnavailable", "Write", "open_store",
+}
+
+
+def test_public_names_are_pinned():
+    assert set(actors.__all__) == ACTORS
+    assert set(runtime.__all__) == RUNTIME
+    assert set(storage.__all__) == STORAGE
+
+
+def test_every_public_name_exists_and_belongs_to_its_package():
+    for package in (actors, runtime, storage):
+        for name in package.__all__:
+            obj = getattr(package, name)
+            if isinstance(obj, type) or (callable(obj) and hasattr(obj, "__code__")):
+                assert obj.__module__.startswith(package.__name__), (package.__name__, name)
+
+
+def test_property_event_names_are_krules_compatible():
+    assert actors.PROPERTY_CHANGED == "subject-property-changed"
+    assert actors.PROPERTY_DELETED == "subject-property-deleted"
+
+
+def test_runtime_errors_share_a_base():
+    for name in ("AskCycleError", "AskTimeout", "CascadeTooDeep", "MailboxFull", "NoHandler",
+                 "NotDurable", "RuntimeNotRunning", "StaleVersion", "SubjectStopped"):
+        assert issubclass(getattr(runtime, name), runtime.SubjectsError)
