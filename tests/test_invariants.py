@@ -47,7 +47,7 @@ def replay(program):
     """The expected final state and events, per subject: every sender's operations in order
     (senders own disjoint properties; increments commute)."""
     state = {s: {} for s in SUBJECTS}
-    events = {s: set() for s in SUBJECTS}
+    events = {s: [] for s in SUBJECTS}  # per subject, in order per property
     increments = {s: 0 for s in SUBJECTS}
     for k, ops in enumerate(program):
         prop = f"p{k}"
@@ -56,12 +56,12 @@ def replay(program):
             if kind == "set":
                 new = normalised(arg)
                 if prop not in props or props[prop] != new or type(props[prop]) is not type(new):
-                    events[subject].add((PROPERTY_CHANGED, prop, frozen(props.get(prop)),
-                                         frozen(new), k))
+                    events[subject].append((PROPERTY_CHANGED, prop, frozen(props.get(prop)),
+                                            frozen(new), k))
                     props[prop] = new
             elif kind == "delete" and prop in props:
-                events[subject].add((PROPERTY_DELETED, prop, frozen(props.pop(prop)),
-                                     frozen(None), k))
+                events[subject].append((PROPERTY_DELETED, prop, frozen(props.pop(prop)),
+                                        frozen(None), k))
             elif kind == "incr":
                 increments[subject] += arg
     for subject, total in increments.items():
@@ -118,8 +118,11 @@ def check(program, final, changes):
     assert final == state
     for subject in SUBJECTS:
         own = [(t, p, frozen(o), frozen(n), x) for t, p, o, n, x in changes[subject] if p != "n"]
-        assert set(own) == events[subject]
-        assert len(own) == len(events[subject])  # no duplicates
+        # Each sender's property: exactly the expected events, in order (no more, no fewer).
+        for k in range(len(program)):
+            assert [e for e in own if e[1] == f"p{k}"] == \
+                [e for e in events[subject] if e[1] == f"p{k}"]
+        assert len(own) == len(events[subject])
         counter = [(o or 0, n) for t, p, o, n, x in changes[subject] if p == "n"]
         # Every increment is one change event, consecutive, with no lost update.
         assert sorted(counter) == counter
