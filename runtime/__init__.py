@@ -14,6 +14,7 @@ from ._errors import (
     SubjectsError,
     SubjectStopped,
 )
+from ._observe import Observed
 from ._ref import SubjectRef, SubjectView
 from ._run import run
 from ._runtime import Runtime
@@ -30,6 +31,7 @@ __all__ = [
     "MailboxFull",
     "NoHandler",
     "NotDurable",
+    "Observed",
     "Policy",
     "Runtime",
     "RuntimeNotRunning",

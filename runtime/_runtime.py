@@ -33,7 +33,7 @@ from actors import (
     normalize,
 )
 from actors._behaviours import SKIPPED, Predicate, call_handler
-from actors._state import check_property_name
+from actors._state import CascadeEvent, check_property_name
 from actors._values import copy_value
 from storage import Snapshot, SnapshotStore, StoreUnavailable, open_store
 
@@ -68,6 +68,7 @@ from ._errors import (
     RuntimeNotRunning,
     SubjectStopped,
 )
+from ._observe import Observed
 from ._persistence import Pipeline
 from ._ref import SubjectRef, SubjectView
 from ._scheduler import Scheduler
@@ -138,6 +139,7 @@ class Runtime:
         self._tick = 0  # passivation sweeps so far: actors remember the tick they went idle
         self._scheduler: Scheduler[Actor] = Scheduler(self._drain)
         self._inline_budget = INLINE_BUDGET
+        self._observers: list[Callable[[Observed], None]] = []
         self._pipeline: Pipeline | None = None
         self._pending_loads: list[Actor] = []  # loading actors gathered for the next batch
         self._loads: set[asyncio.Task[None]] = set()
@@ -323,6 +325,13 @@ class Runtime:
         again = Message(message.kind, message.name, message.value, message.extra)
         return await self._call(found.subject, again, self.ask_timeout if again.kind == ASK
                                 else None)
+
+    def add_observer(self, observer: Callable[[Observed], None]) -> None:
+        """Call `observer(event)` for every event of every committed turn, in order."""
+        self._observers.append(observer)
+
+    def remove_observer(self, observer: Callable[[Observed], None]) -> None:
+        self._observers.remove(observer)
 
     def active_subjects(self) -> list[str]:
         """Names of the activated subjects (stopped ones included)."""
@@ -697,12 +706,24 @@ class Runtime:
             actor.version += 1
             assert self._pipeline is not None
             self._pipeline.mark_dirty(actor)
+        if self._observers:
+            self._notify(actor, state.cascade)
         if turn.outbox is not None:
             self._post(turn.outbox)
         if fut is not None and not fut.done():
             if kind == PATCH:
                 result = actor.version
             fut.set_result((result, actor.version) if msg.durable else result)
+
+    def _notify(self, actor: Actor, events: list[CascadeEvent]) -> None:
+        version = actor.version
+        for event_type, prop, old, new, extra, payload, _ in events:
+            seen = Observed(actor.name, event_type, payload, prop, old, new, extra, version)
+            for observer in self._observers:
+                try:
+                    observer(seen)
+                except Exception:
+                    log.exception("observer %r failed on %s", observer, seen)
 
     def _read_now(self, actor: Actor, msg: Message) -> Any:
         kind = msg.kind

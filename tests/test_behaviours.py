@@ -208,3 +208,36 @@ async def test_two_runtimes_do_not_share_behaviours():
         assert await a.ask("s", "q") == "a"
         with pytest.raises(NoHandler):
             await b.ask("s", "q")
+
+
+async def test_observers_see_exactly_the_committed_events_in_order(rt):
+    from runtime import Observed
+
+    seen: list[Observed] = []
+    rt.add_observer(seen.append)
+
+    @rt.on("go")
+    async def go(ctx):
+        ctx.subject.set("a", 1)
+        if ctx.payload == "fail":
+            raise RuntimeError("no")
+
+    @rt.on(PROPERTY_CHANGED)
+    async def derive(ctx):
+        if ctx.property_name == "a":
+            ctx.subject.set("b", 2)
+
+    await rt.tell("s", "go", "ok")
+    with pytest.raises(RuntimeError):
+        await rt.ask("t", "go", "fail")
+    await rt.idle()
+    assert [(o.subject, o.event_type, o.payload, o.property_name, o.new_value, o.version)
+            for o in seen] == [
+        ("s", "go", "ok", None, None, 1),
+        ("s", PROPERTY_CHANGED, None, "a", 1, 1),
+        ("s", PROPERTY_CHANGED, None, "b", 2, 1),
+    ]
+    rt.remove_observer(seen.append)
+    await rt.tell("s", "go", "again")
+    await rt.idle()
+    assert len(seen) == 3

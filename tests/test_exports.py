@@ -14,7 +14,7 @@ ACTORS = {
 }
 RUNTIME = {
     "AskCycleError", "AskTimeout", "Backoff", "CascadeTooDeep", "Clock", "DeadLetter",
-    "DeadLetters", "MailboxFull", "NoHandler", "NotDurable", "Policy", "Runtime",
+    "DeadLetters", "MailboxFull", "NoHandler", "NotDurable", "Observed", "Policy", "Runtime",
     "RuntimeNotRunning", "StaleVersion", "SubjectRef", "SubjectStopped", "SubjectView",
     "SubjectsError", "Supervisor", "run",
 }

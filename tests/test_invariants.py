@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,7 +31,9 @@ operation = st.one_of(
     st.tuples(st.just("fail"), st.sampled_from(SUBJECTS), values),
 )
 programs = st.lists(st.lists(operation, max_size=12), min_size=1, max_size=5)
-SETTINGS = settings(max_examples=60, deadline=None,
+# SUBJECTS_HYPOTHESIS_EXAMPLES=2000 for a longer hunt than the default run affords.
+EXAMPLES = int(os.environ.get("SUBJECTS_HYPOTHESIS_EXAMPLES", "60"))
+SETTINGS = settings(max_examples=EXAMPLES, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -145,7 +148,7 @@ def test_passivation_and_reactivation_preserve_state(program):
     check(program, final, changes)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=EXAMPLES // 2, deadline=None)
 @given(st.lists(st.sampled_from(SUBJECTS), min_size=1, max_size=60))
 def test_racing_first_messages_activate_each_subject_once(targets):
     class CountingStore(MemoryStore):
@@ -175,7 +178,7 @@ def test_racing_first_messages_activate_each_subject_once(targets):
     assert hits == {t: targets.count(t) for t in set(targets)}
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=EXAMPLES // 2, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2)), min_size=1, max_size=40))
 def test_messages_from_one_sender_are_handled_in_order(sends):
     """Each sender's tells to a subject (whatever the mix with asks and other senders) arrive
