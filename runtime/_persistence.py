@@ -30,6 +30,7 @@ from ._supervision import Backoff
 
 log = logging.getLogger("subjects.persistence")
 _encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
 _EMPTY = b"{}"
 RETRY = Backoff(min=0.05, max=5.0)  # between attempts while the store fails
 
@@ -52,7 +53,9 @@ class Pipeline:
         self._settled = asyncio.Event()
         self._settled.set()
         self._urgent = 0
-        self._writing = False
+        self._concurrency = max(1, int(getattr(store, "write_concurrency", 1)))
+        self._writers: set[asyncio.Task[None]] = set()
+        self._in_flight: set[str] = set()  # names in a batch being written
         self._task: asyncio.Task[None] | None = None
         self._gathering: asyncio.Future[None] | None = None
         self.failures = 0  # consecutive failed batches
@@ -67,10 +70,12 @@ class Pipeline:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="subjects-writer")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        for task in (self._task, *self._writers):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*(t for t in (self._task, *self._writers) if t is not None),
+                             return_exceptions=True)
+        self._task = None
         for waiters in self._waiters.values():
             for _, fut in waiters:
                 if not fut.done():
@@ -111,23 +116,53 @@ class Pipeline:
         """Return once every snapshot marked so far is stored."""
         self._hurry()
         try:
-            while self._dirty or self._writing:
+            while self._dirty or self._in_flight:
                 await self._settled.wait()
         finally:
             self._urgent -= 1
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             if not self._dirty:
-                self._settled.set()
+                if not self._in_flight:
+                    self._settled.set()
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             if not self._urgent and len(self._dirty) < self._batch_size:
                 await self._gather()
-            if not await self._write_batch():
-                self.failures += 1
+            if len(self._writers) >= self._concurrency:
+                self._wake.clear()
+                await self._wake.wait()  # a writer finishing wakes us
+                continue
+            if self.failures:  # the store is failing: back off before the next attempt
                 await self._clock.sleep(self._retry.delay(self.failures, self._rng))
+            actors = self._take_batch()
+            if not actors:  # every dirty actor is in a batch in flight: wait for one to end
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            writer = loop.create_task(self._write(actors))
+            self._writers.add(writer)
+            writer.add_done_callback(self._writer_done)
+
+    def _writer_done(self, writer: asyncio.Task[None]) -> None:
+        self._writers.discard(writer)
+        self._wake.set()
+
+    def _take_batch(self) -> list[Actor]:
+        """Up to `batch_size` dirty actors that no batch in flight is writing (an actor's next
+        snapshot must be based on the version its previous one stored)."""
+        dirty, busy = self._dirty, self._in_flight
+        if not busy and len(dirty) <= self._batch_size:
+            actors = list(dirty.values())
+            dirty.clear()
+        else:
+            names = [n for n in islice((n for n in dirty if n not in busy), self._batch_size)]
+            actors = [dirty.pop(name) for name in names]
+        busy.update(a.name for a in actors)
+        return actors
 
     async def _gather(self) -> None:
         """Let a batch gather for up to `max_delay` (group commit); cut short by `_hurry`."""
@@ -146,34 +181,29 @@ class Pipeline:
         if self._gathering is not None:
             _resolve(self._gathering)
 
-    async def _write_batch(self) -> bool:
-        dirty = self._dirty
-        if len(dirty) <= self._batch_size:
-            actors = list(dirty.values())
-            dirty.clear()
-        else:
-            actors = [dirty.pop(name) for name in list(islice(dirty, self._batch_size))]
+    async def _write(self, actors: list[Actor]) -> None:
         writes = [
             Write(a.name, a.stored_version, a.version, _encode(a.props),
                   _encode(a.ext) if a.ext else _EMPTY)
             for a in actors
         ]
-        self._writing = True
         try:
             refused = await self.store.save_many(writes)
+            landed = await self._own_writes(writes, refused) if refused else set()
         except Exception as exc:  # the store is down or failing: keep everything, retry
+            self.failures += 1
             self.last_error = exc
             log.warning("snapshot batch of %d failed (attempt %d): %s", len(writes),
-                        self.failures + 1, exc)
+                        self.failures, exc)
             for actor in actors:
-                dirty.setdefault(actor.name, actor)
-            return False
+                self._dirty.setdefault(actor.name, actor)
+            return
         finally:
-            self._writing = False
+            self._in_flight.difference_update(a.name for a in actors)
         self.failures = 0
         self.last_error = None
         self.batches += 1
-        stale = set(refused)
+        stale = set(refused) - landed
         for write, actor in zip(writes, actors, strict=True):
             if write.name in stale:
                 self._fail_waiters(actor.name, StaleVersion(
@@ -184,7 +214,20 @@ class Pipeline:
             else:
                 actor.stored_version = write.version
                 self._release_waiters(actor.name, write.version)
-        return True
+
+    async def _own_writes(self, writes: list[Write], refused: list[str]) -> set[str]:
+        """Of the refused writes, those the store holds already: a retry of a batch whose first
+        attempt committed but failed to answer (an unknown outcome) is refused as stale, yet the
+        state stored is exactly ours. Compared by version and decoded content."""
+        current = await self.store.load_many(refused)
+        mine = {w.name: w for w in writes}
+        landed = set()
+        for name, snap in current.items():
+            w = mine[name]
+            if snap.version == w.version and _decode(snap.properties) == _decode(w.properties) \
+                    and _decode(snap.ext) == _decode(w.ext):
+                landed.add(name)
+        return landed
 
     def _release_waiters(self, name: str, version: int) -> None:
         waiters = self._waiters.get(name)

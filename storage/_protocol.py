@@ -52,7 +52,12 @@ class StoreUnavailable(StoreError):
 
 @runtime_checkable
 class SnapshotStore(Protocol):
-    """A place where snapshots live. Each method is one batch; implementations are async."""
+    """A place where snapshots live. Each method is one batch; implementations are async.
+
+    A store may also have an int attribute `write_concurrency`: how many `save_many` batches the
+    runtime may have in flight at once (default 1). The runtime never puts one subject in two
+    batches in flight.
+    """
 
     async def open(self) -> None:
         """Connect and create the schema if needed."""

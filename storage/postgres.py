@@ -116,6 +116,9 @@ class PostgresStore:
         self.table = table
         self.min_size = min_size
         self.max_size = max_size
+        # Batches the runtime may write at once: one per pooled connection. Group commit on
+        # several connections is how PostgreSQL goes past one connection's fsync rate.
+        self.write_concurrency = max_size
         self.timeout = timeout  # bound on each call: connecting, waiting for the pool, the query
         parts = urlsplit(url)
         self._password = parts.password

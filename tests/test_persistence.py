@@ -118,3 +118,28 @@ async def test_sqlite_round_trip_of_properties_and_extended_properties(tmp_path)
                                    "nested": {"k": [1, None, True]}}
         assert view.ext == {"secret": {"n": 1}}
         assert view.version == 2
+
+
+class LostReplyStore(MemoryStore):
+    """The real in-memory store whose first write commits but whose reply is lost."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost = 0
+
+    async def save_many(self, writes):
+        refused = await super().save_many(writes)
+        if not self.lost:
+            self.lost += 1
+            from storage import StoreUnavailable
+            raise StoreUnavailable("connection lost after commit")
+        return refused
+
+
+async def test_a_write_whose_reply_was_lost_is_recognised_on_retry():
+    store = LostReplyStore()
+    async with Runtime(store, passivate_after=None, flush_delay=0) as rt:
+        assert await rt.subject("d").set("x", 1, durable=True) == 1  # no StaleVersion
+        await rt.subject("d").set("x", 2, durable=True)
+    assert store.lost == 1
+    assert (await store.load_many(["d"]))["d"].properties == b'{"x":2}'

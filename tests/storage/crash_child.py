@@ -1,0 +1,43 @@
+"""A runtime in a child process that acknowledges durable updates until it is killed.
+
+Usage: python -m tests.storage.crash_child '<json spec>'. Writers each own one subject and set its
+counter `n` to 1, 2, 3...; after each durable acknowledgement a line `ack <subject> <n>` is
+printed and flushed. Whatever was acknowledged must be in the store after a SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+from runtime import Runtime, run
+from storage import SnapshotStore, SQLiteStore
+from storage.postgres import PostgresStore
+from storage.redis import RedisStore
+
+
+def make_store(spec: dict[str, str]) -> SnapshotStore:
+    if spec["kind"] == "postgres":
+        return PostgresStore(spec["url"], table=spec["table"])
+    if spec["kind"] == "redis":
+        return RedisStore(spec["url"], prefix=spec["prefix"])
+    return SQLiteStore(spec["path"])
+
+
+async def main(spec: dict[str, str]) -> None:
+    async with Runtime(make_store(spec), durable=True, flush_delay=0.002) as rt:
+        async def writer(i: int) -> None:
+            ref = rt.subject(f"crash:{i}")
+            n = 0
+            while True:
+                n += 1
+                await ref.set("n", n)
+                sys.stdout.write(f"ack crash:{i} {n}\n")
+                sys.stdout.flush()
+
+        await asyncio.gather(*(writer(i) for i in range(int(spec.get("writers", 20)))))
+
+
+if __name__ == "__main__":
+    run(main(json.loads(sys.argv[1])))
