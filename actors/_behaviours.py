@@ -81,8 +81,8 @@ class Registry:
     def __init__(self) -> None:
         self.handlers: list[Handler] = []
         self.middleware_chain: tuple[Middleware, ...] = ()
+        self._by_event: dict[str, tuple[tuple[Handler, ...], bool]] = {}
         self._cache: dict[tuple[str, str], tuple[Handler, ...]] = {}
-        self._event_cache: dict[str, bool] = {}
 
     def on(self, *event_types: str, subject: str = "*") -> Callable[[F], F]:
         """Attach an `async def handler(ctx)` to event types (glob patterns) on subjects whose
@@ -119,29 +119,40 @@ class Registry:
         return func
 
     def match(self, event_type: str, subject: str) -> tuple[Handler, ...]:
+        """The handlers of an event on a subject, in registration order. Decided once per event
+        type, and per subject name only when a handler's subject pattern needs it, so that
+        millions of subjects do not fill the cache with names nobody filters on."""
+        by_event = self._by_event.get(event_type)
+        if by_event is None:
+            by_event = self._for_event(event_type)
+        candidates, any_subject = by_event
+        if any_subject:
+            return candidates
         key = (event_type, subject)
         found = self._cache.get(key)
         if found is None:
-            found = tuple(
-                h for h in self.handlers
-                if h.matches_event(event_type) and h.matches_subject(subject)
-            )
+            found = tuple(h for h in candidates if h.matches_subject(subject))
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
             self._cache[key] = found
         return found
 
+    def _for_event(self, event_type: str) -> tuple[tuple[Handler, ...], bool]:
+        """The handlers of an event type, and whether all of them take any subject."""
+        by_event = self._by_event.get(event_type)
+        if by_event is None:
+            candidates = tuple(h for h in self.handlers if h.matches_event(event_type))
+            by_event = (candidates, all(h.subject_pattern == "*" for h in candidates))
+            self._by_event[event_type] = by_event
+        return by_event
+
     def listens_to(self, event_type: str) -> bool:
         """Whether any handler could receive this event type (on any subject)."""
-        found = self._event_cache.get(event_type)
-        if found is None:
-            found = any(h.matches_event(event_type) for h in self.handlers)
-            self._event_cache[event_type] = found
-        return found
+        return bool(self._for_event(event_type)[0])
 
     def _invalidate(self) -> None:
+        self._by_event.clear()
         self._cache.clear()
-        self._event_cache.clear()
 
 
 async def call_handler(handler: Handler, ctx: Context, chain: tuple[Middleware, ...]) -> Any:

@@ -33,6 +33,8 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 _EMPTY = b"{}"
 RETRY = Backoff(min=0.05, max=5.0)  # between attempts while the store fails
+EXPIRY_CHECK = 0.05  # how often overdue durable acknowledgements are looked for
+INFINITY = float("inf")
 
 
 class Pipeline:
@@ -48,7 +50,8 @@ class Pipeline:
         self._retry = RETRY
         self._rng = random.Random()
         self._dirty: dict[str, Actor] = {}
-        self._waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
+        # Durable acknowledgements waiting, per subject: (version, future, deadline, timeout).
+        self._waiters: dict[str, list[tuple[int, asyncio.Future[None], float, float | None]]] = {}
         self._wake = asyncio.Event()
         self._settled = asyncio.Event()
         self._settled.set()
@@ -58,6 +61,7 @@ class Pipeline:
         self._in_flight: set[str] = set()  # names in a batch being written
         self._task: asyncio.Task[None] | None = None
         self._gathering: asyncio.Future[None] | None = None
+        self._expiry: Any = None  # the timer of the next sweep for overdue durable waits
         self.failures = 0  # consecutive failed batches
         self.last_error: BaseException | None = None
         self.batches = 0
@@ -76,8 +80,10 @@ class Pipeline:
         await asyncio.gather(*(t for t in (self._task, *self._writers) if t is not None),
                              return_exceptions=True)
         self._task = None
+        if self._expiry is not None:
+            self._expiry.cancel()
         for waiters in self._waiters.values():
-            for _, fut in waiters:
+            for _, fut, _, _ in waiters:
                 if not fut.done():
                     fut.set_exception(NotDurable("the runtime stopped before the write"))
         self._waiters.clear()
@@ -93,24 +99,50 @@ class Pipeline:
 
     async def durable(self, actor: Actor, version: int, timeout: float | None,
                       urgent: bool = False) -> None:
-        """Return once the store holds `version` (or newer) of this actor."""
+        """Return once the store holds `version` (or newer) of this actor; raise `NotDurable`
+        after `timeout` seconds (checked every EXPIRY_CHECK, so up to that much later)."""
         if actor.stored_version >= version:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(actor.name, []).append((version, fut))
-        timer = None
-        if timeout is not None:
-            timer = self._clock.call_later(timeout, _expire, fut, actor.name, timeout,
-                                           self.last_error)
+        deadline = INFINITY if timeout is None else self._clock.now() + timeout
+        self._waiters.setdefault(actor.name, []).append((version, fut, deadline, timeout))
+        if timeout is not None and self._expiry is None:
+            self._expiry = self._clock.call_later(EXPIRY_CHECK, self._expire_overdue)
         if urgent:
             self._hurry()
         try:
             await fut
         finally:
-            if timer is not None:
-                timer.cancel()
             if urgent:
                 self._urgent -= 1
+
+    def _expire_overdue(self) -> None:
+        """One timer for every durable wait, not one each: a timer per acknowledgement would
+        cost more than the rest of it."""
+        self._expiry = None
+        now = self._clock.now()
+        pending = False
+        for name in list(self._waiters):
+            keep = []
+            for waiter in self._waiters[name]:
+                _, fut, deadline, timeout = waiter
+                if fut.done():
+                    continue
+                if deadline <= now:
+                    fut.set_exception(NotDurable(
+                        f"the snapshot of {name!r} was not committed within {timeout} s"
+                        f"{f' (store error: {self.last_error})' if self.last_error else ''}; "
+                        "the change is kept in memory and will be written when the store "
+                        "allows"))
+                else:
+                    keep.append(waiter)
+                    pending = pending or deadline != INFINITY
+            if keep:
+                self._waiters[name] = keep
+            else:
+                del self._waiters[name]
+        if pending:
+            self._expiry = self._clock.call_later(EXPIRY_CHECK, self._expire_overdue)
 
     async def flush(self) -> None:
         """Return once every snapshot marked so far is stored."""
@@ -234,19 +266,20 @@ class Pipeline:
         if not waiters:
             return
         keep = []
-        for wanted, fut in waiters:
-            if wanted <= version:
+        for waiter in waiters:
+            fut = waiter[1]
+            if waiter[0] <= version:
                 if not fut.done():
                     fut.set_result(None)
             else:
-                keep.append((wanted, fut))
+                keep.append(waiter)
         if keep:
             self._waiters[name] = keep
         else:
             del self._waiters[name]
 
     def _fail_waiters(self, name: str, error: BaseException) -> None:
-        for _, fut in self._waiters.pop(name, ()):
+        for _, fut, _, _ in self._waiters.pop(name, ()):
             if not fut.done():
                 fut.set_exception(error)
 
@@ -254,12 +287,3 @@ class Pipeline:
 def _resolve(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
-
-
-def _expire(fut: asyncio.Future[Any], name: str, timeout: float,
-            error: BaseException | None) -> None:
-    if not fut.done():
-        cause = f" (store error: {error})" if error else ""
-        fut.set_exception(NotDurable(
-            f"the snapshot of {name!r} was not committed within {timeout} s{cause}; the change is "
-            "kept in memory and will be written when the store allows"))

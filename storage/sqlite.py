@@ -29,6 +29,9 @@ CREATE TABLE IF NOT EXISTS subjects (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS subjects_schema (version INTEGER NOT NULL);
 """
+_INSERT = ("INSERT INTO subjects VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING")
+_UPDATE = ("UPDATE subjects SET version = ?, properties = ?, ext = ?, updated_at = ? "
+           "WHERE name = ? AND version = ?")
 _LOAD_CHUNK = 500  # below SQLite's default limit of bound parameters
 
 
@@ -108,26 +111,14 @@ class SQLiteStore:
 
     async def save_many(self, writes: Sequence[Write]) -> list[str]:
         def save(db: sqlite3.Connection) -> list[str]:
-            refused = []
             now = time.time()
+            fresh = [(w.name, w.version, w.properties.decode(), w.ext.decode(), now)
+                     for w in writes if w.expected_version == 0]
+            known = [(w.version, w.properties.decode(), w.ext.decode(), now, w.name,
+                      w.expected_version) for w in writes if w.expected_version != 0]
             db.execute("BEGIN IMMEDIATE")
             try:
-                for w in writes:
-                    props, ext = w.properties.decode(), w.ext.decode()
-                    if w.expected_version == 0:
-                        cur = db.execute(
-                            "INSERT INTO subjects VALUES (?, ?, ?, ?, ?) "
-                            "ON CONFLICT (name) DO NOTHING",
-                            (w.name, w.version, props, ext, now),
-                        )
-                    else:
-                        cur = db.execute(
-                            "UPDATE subjects SET version = ?, properties = ?, ext = ?, "
-                            "updated_at = ? WHERE name = ? AND version = ?",
-                            (w.version, props, ext, now, w.name, w.expected_version),
-                        )
-                    if cur.rowcount != 1:
-                        refused.append(w.name)
+                refused = self._apply(db, _INSERT, fresh, 0) + self._apply(db, _UPDATE, known, 4)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -135,6 +126,22 @@ class SQLiteStore:
             return refused
 
         return await self._call(save)
+
+    @staticmethod
+    def _apply(db: sqlite3.Connection, statement: str, rows: Sequence[tuple[object, ...]],
+               name_at: int) -> list[str]:
+        """Run `statement` for every row; return the names of the rows it did not change. One
+        executemany when every row applies (the normal case); row by row only to find out which
+        ones did not."""
+        if not rows:
+            return []
+        db.execute("SAVEPOINT batch")
+        if db.executemany(statement, rows).rowcount == len(rows):
+            db.execute("RELEASE batch")
+            return []
+        db.execute("ROLLBACK TO batch")
+        db.execute("RELEASE batch")
+        return [str(row[name_at]) for row in rows if db.execute(statement, row).rowcount != 1]
 
     async def delete_many(self, deletes: Sequence[Delete]) -> list[str]:
         def delete(db: sqlite3.Connection) -> list[str]:

@@ -71,10 +71,12 @@ async def test_durable_acknowledgement_waits_for_the_commit():
     async with Runtime(store, passivate_after=None, flush_delay=0, durable_timeout=5) as rt:
         dev = rt.subject("d")
         pending = asyncio.create_task(dev.set("x", 1, durable=True))
-        await asyncio.sleep(0.05)
-        assert not pending.done()  # the turn is applied, the write is not committed yet
-        assert await dev.get("x") == 1
-        store.gate.set()
+        try:
+            await asyncio.sleep(0.05)
+            assert not pending.done()  # the turn is applied, the write is not committed yet
+            assert await dev.get("x") == 1
+        finally:
+            store.gate.set()
         assert await pending == 1
         assert (await store.load_many(["d"]))["d"].version == 1
 
@@ -84,9 +86,11 @@ async def test_durable_acknowledgement_times_out_clearly():
     store.gate.clear()
     rt = Runtime(store, passivate_after=None, flush_delay=0, durable=True, durable_timeout=0.05)
     async with rt:
-        with pytest.raises(NotDurable, match=r"not committed within 0\.05 s"):
-            await rt.subject("d").set("x", 1)
-        store.gate.set()
+        try:
+            with pytest.raises(NotDurable, match=r"not committed within 0\.05 s"):
+                await rt.subject("d").set("x", 1)
+        finally:
+            store.gate.set()
     assert (await store.load_many(["d"]))["d"].properties == b'{"x":1}'
 
 
