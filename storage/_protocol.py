@@ -50,6 +50,18 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached or failed transiently; the same call may succeed later."""
 
 
+def unavailable(server: str, what: str, exc: BaseException, timeout: float,
+                password: str | None) -> StoreUnavailable:
+    """The error for a network store's failed call: what failed and why, never the password."""
+    if isinstance(exc, TimeoutError) and not str(exc):
+        reason = f"no answer within {timeout:g} s"
+    else:
+        reason = f"{type(exc).__name__}: {exc}"
+    if password:
+        reason = reason.replace(password, "***")
+    return StoreUnavailable(f"{server}: {what} failed: {reason}")
+
+
 @runtime_checkable
 class SnapshotStore(Protocol):
     """A place where snapshots live. Each method is one batch; implementations are async.

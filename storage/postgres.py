@@ -39,7 +39,7 @@ from asyncpg.exceptions import (  # type: ignore[import-untyped]
     TargetServerAttributeNotMatched,
 )
 
-from ._protocol import Delete, Snapshot, StoreError, StoreUnavailable, Write
+from ._protocol import Delete, Snapshot, StoreError, StoreUnavailable, Write, unavailable
 
 T = TypeVar("T")
 
@@ -167,13 +167,7 @@ class PostgresStore:
         return f"<PostgresStore {self._where} table={self.table}>"
 
     def _unavailable(self, what: str, exc: BaseException) -> StoreUnavailable:
-        if isinstance(exc, TimeoutError) and not str(exc):
-            reason = f"no answer within {self.timeout:g} s"
-        else:
-            reason = f"{type(exc).__name__}: {exc}"
-        if self._password:
-            reason = reason.replace(self._password, "***")
-        return StoreUnavailable(f"PostgreSQL {self._where}: {what} failed: {reason}")
+        return unavailable(f"PostgreSQL {self._where}", what, exc, self.timeout, self._password)
 
     async def open(self) -> None:
         if self._pool is not None:

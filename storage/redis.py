@@ -53,7 +53,7 @@ else:
     # would fail. They need Redis Enterprise and RESP3 anyway.
     _CHECK_IDLE_CONNECTIONS = {"maint_notifications_config": MaintNotificationsConfig(False)}
 
-from ._protocol import Delete, Snapshot, StoreError, StoreUnavailable, Write
+from ._protocol import Delete, Snapshot, StoreError, StoreUnavailable, Write, unavailable
 
 T = TypeVar("T")
 
@@ -146,13 +146,7 @@ class RedisStore:
         return f"<RedisStore {self._where} prefix={self.prefix!r}>"
 
     def _unavailable(self, what: str, exc: BaseException) -> StoreUnavailable:
-        if isinstance(exc, TimeoutError) and not str(exc):
-            reason = f"no answer within {self.timeout:g} s"
-        else:
-            reason = f"{type(exc).__name__}: {exc}"
-        if self._password:
-            reason = reason.replace(self._password, "***")
-        return StoreUnavailable(f"Redis {self._where}: {what} failed: {reason}")
+        return unavailable(f"Redis {self._where}", what, exc, self.timeout, self._password)
 
     async def open(self) -> None:
         if self._client is not None:

@@ -18,6 +18,7 @@ from storage.redis import RedisStore
 
 
 def make_store(spec: dict[str, str]) -> SnapshotStore:
+    """The store a test's spec names (an isolated table, key prefix or file)."""
     if spec["kind"] == "postgres":
         return PostgresStore(spec["url"], table=spec["table"])
     if spec["kind"] == "redis":

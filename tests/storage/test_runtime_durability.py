@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 
 from runtime import NotDurable, Runtime, StaleVersion
-from storage import SnapshotStore, SQLiteStore
+from storage import SnapshotStore
 from storage.postgres import PostgresStore
 from storage.redis import RedisStore
 from tests.faultproxy import FaultProxy
 from tests.storage.conftest import with_port
+from tests.storage.crash_child import make_store
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,14 +36,6 @@ def spec(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
         return {"kind": kind, "url": request.getfixturevalue("redis_url"),
                 "prefix": request.getfixturevalue("redis_prefix")}
     return {"kind": kind, "path": str(tmp_path / "crash.db")}
-
-
-def make_store(spec: dict[str, Any]) -> SnapshotStore:
-    if spec["kind"] == "postgres":
-        return PostgresStore(spec["url"], table=spec["table"])
-    if spec["kind"] == "redis":
-        return RedisStore(spec["url"], prefix=spec["prefix"])
-    return SQLiteStore(spec["path"])
 
 
 async def test_acknowledged_durable_writes_survive_sigkill(spec: dict[str, Any]) -> None:
@@ -87,7 +80,7 @@ async def outage(proxy: FaultProxy, store: SnapshotStore, check: SnapshotStore) 
         proxy.cut()
         proxy.refuse()
         await dev.set("n", 2)  # acknowledged in memory; the writer keeps retrying
-        with pytest.raises(NotDurable, match="not committed within 0.5 s"):
+        with pytest.raises(NotDurable, match=r"not committed within 0\.5 s"):
             await dev.set("n", 3, durable=True)
         assert await dev.get("n") == 3  # nothing lost in memory, nothing reported as stored
         assert (await check.load_many(["dev:outage"]))["dev:outage"].version == 1
