@@ -14,7 +14,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: $(VENV)/.installed
-	$(PY) -m examples.device_health
+	@echo "The edge server for examples/device_health.py on http://127.0.0.1:8000 (store: subjects.db). Try:"
+	@echo "  curl -X PATCH localhost:8000/subjects/device:prod-01/properties -H 'content-type: application/json' -d '{\"cpu\": 95}'"
+	@echo "  curl localhost:8000/subjects/device:prod-01"
+	@echo "  $(PY) -m websockets ws://localhost:8000/ws    then type: {\"op\": \"watch\", \"pattern\": \"device:*\"}"
+	$(PY) -m runtime.cli serve examples.device_health:rt --store sqlite:///subjects.db
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

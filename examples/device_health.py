@@ -15,9 +15,6 @@ from typing import Any
 from actors import PROPERTY_CHANGED, Context
 from runtime import Runtime, run
 
-rt = Runtime()
-on, when, middleware, emit = rt.handlers()
-
 METRICS = ("cpu", "mem", "errors")
 
 
@@ -29,34 +26,39 @@ def health_of(cpu: float, mem: float, errors: int) -> str:
     return "ok"
 
 
-@on(PROPERTY_CHANGED, subject="device:*")
-@when(lambda ctx: ctx.property_name in METRICS)
-async def derive_health(ctx: Context) -> None:
-    device = ctx.subject
-    device.set("health", health_of(device.get("cpu", 0), device.get("mem", 0),
-                                   device.get("errors", 0)))
+def install(rt: Runtime) -> None:
+    """Attach the device-health behaviours to a runtime: this module's, or a test's."""
+    on, when, middleware, emit = rt.handlers()
+
+    @on(PROPERTY_CHANGED, subject="device:*")
+    @when(lambda ctx: ctx.property_name in METRICS)
+    async def derive_health(ctx: Context) -> None:
+        device = ctx.subject
+        device.set("health", health_of(device.get("cpu", 0), device.get("mem", 0),
+                                       device.get("errors", 0)))
+
+    @on(PROPERTY_CHANGED, subject="device:*")
+    @when(lambda ctx: ctx.property_name == "health" and ctx.old_value is not None)
+    async def report_transition(ctx: Context) -> None:
+        print(f"{ctx.subject.name}: {ctx.old_value} -> {ctx.new_value}")
+        ctx.subject.set("transitions", lambda n: (n or 0) + 1)
+        if ctx.new_value == "critical":
+            await ctx.emit("device.alert.critical", "alerts:ops",
+                           {"device": ctx.subject.name, "was": ctx.old_value})
+
+    @on("device.alert.*", subject="alerts:*")
+    async def collect_alert(ctx: Context) -> None:
+        ctx.subject.set("count", lambda n: (n or 0) + 1)
+        ctx.subject.set("last", ctx.payload)
+
+    @on("status", subject="device:*")
+    async def status(ctx: Context) -> dict[str, Any]:
+        """Answer `rt.ask(device, "status")` with the device's metrics and health."""
+        return {key: ctx.subject.get(key) for key in (*METRICS, "health")}
 
 
-@on(PROPERTY_CHANGED, subject="device:*")
-@when(lambda ctx: ctx.property_name == "health" and ctx.old_value is not None)
-async def report_transition(ctx: Context) -> None:
-    print(f"{ctx.subject.name}: {ctx.old_value} -> {ctx.new_value}")
-    ctx.subject.set("transitions", lambda n: (n or 0) + 1)
-    if ctx.new_value == "critical":
-        await ctx.emit("device.alert.critical", "alerts:ops",
-                       {"device": ctx.subject.name, "was": ctx.old_value})
-
-
-@on("device.alert.*", subject="alerts:*")
-async def collect_alert(ctx: Context) -> None:
-    ctx.subject.set("count", lambda n: (n or 0) + 1)
-    ctx.subject.set("last", ctx.payload)
-
-
-@on("status", subject="device:*")
-async def status(ctx: Context) -> dict[str, Any]:
-    """Answer `rt.ask(device, "status")` with the device's metrics and health."""
-    return {key: ctx.subject.get(key) for key in (*METRICS, "health")}
+rt = Runtime()
+install(rt)
 
 
 async def main() -> None:

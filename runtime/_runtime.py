@@ -93,6 +93,7 @@ class Runtime:
     max_cascade_depth: how many generations of property events one turn may cause.
     durable: whether writes wait for their snapshot to be committed (per call: `durable=`).
     root: the root supervisor's policy.
+    shutdown_timeout: bound, in seconds, on draining and storing when the runtime closes.
     """
 
     def __init__(
@@ -110,6 +111,7 @@ class Runtime:
         flush_delay: float = 0.005,
         root: Policy | None = None,
         dead_letter_limit: int = 10_000,
+        shutdown_timeout: float = 30.0,
         clock: Clock | None = None,
         seed: int | None = None,
     ) -> None:
@@ -125,6 +127,7 @@ class Runtime:
         self.ask_timeout = ask_timeout
         self.durable = durable
         self.durable_timeout = durable_timeout
+        self.shutdown_timeout = shutdown_timeout
         self.clock = clock or Clock()
         self.dead_letters = DeadLetters(dead_letter_limit)
         self.root = Supervisor("root", "*", root or Policy(), None)
@@ -138,6 +141,7 @@ class Runtime:
         self._quiet: list[asyncio.Future[None]] = []  # waiting in idle() for busy == 0
         self._tick = 0  # passivation sweeps so far: actors remember the tick they went idle
         self._scheduler: Scheduler[Actor] = Scheduler(self._drain)
+        self._turn_by_turn = False  # every turn a scheduling decision: see `_use_scheduler`
         self._inline_budget = INLINE_BUDGET
         self._observers: list[Callable[[Observed], None]] = []
         self._pipeline: Pipeline | None = None
@@ -227,16 +231,25 @@ class Runtime:
         self._started = True
         self._accepting = True
 
-    async def close(self) -> None:
+    async def close(self, timeout: float | None = None) -> None:
         """Stop taking messages from outside, let every mailbox drain (cascades and messages
-        between subjects included), store every pending snapshot, close the store."""
+        between subjects included), store every pending snapshot, close the store.
+
+        `timeout` (seconds of real time; default `shutdown_timeout`) bounds the draining and
+        storing: past it, what is still unsaved is named in an error log and the runtime stops
+        anyway, so that a store that never comes back cannot hang a shutdown forever."""
         if not self._started:
             return
         self._accepting = False
+        assert self._pipeline is not None
         try:
-            await self.idle()
-            assert self._pipeline is not None
-            await self._pipeline.flush()
+            async with asyncio.timeout(self.shutdown_timeout if timeout is None else timeout):
+                await self.idle()
+                await self._pipeline.flush()
+        except TimeoutError:
+            unsaved = [a.name for a in self._actors.values() if not a.clean]
+            log.error("shutdown timed out: %d busy subjects, %d with unsaved changes (%s)",
+                      self._busy, len(unsaved), ", ".join(unsaved[:20]))
         finally:
             if self._sweeper is not None:
                 self._sweeper.cancel()
@@ -287,8 +300,8 @@ class Runtime:
         turn = _CURRENT.get()
         if turn is not None and turn.runtime is self:
             turn.send(name, msg)
-        else:
-            await self._send(name, msg, wait)
+        elif not self._accepting or not self._enqueue(name, msg, bounded=True):
+            await self._send(name, msg, wait)  # refused, or a full mailbox: the slow path
 
     async def ask(self, subject: object, event_type: str, payload: Any = None, *,
                   timeout: float | None = None) -> Any:
@@ -394,7 +407,7 @@ class Runtime:
             msg.durable = self.durable if durable is None else durable
         actor = self._actors.get(name)
         if (actor is not None and not actor.busy and actor.status == ACTIVE and turn is None
-                and timeout is None and self._accepting):
+                and timeout is None and self._accepting and not self._turn_by_turn):
             # The actor is idle and the caller is going to wait for the turn anyway: run the
             # turn right here instead of waking a worker (no task switch, no queueing). Every
             # INLINE_BUDGET turns the caller takes the mailbox path once, so that a caller in a
@@ -416,7 +429,7 @@ class Runtime:
             else:
                 self._inline_budget = INLINE_BUDGET
                 self._enqueue(name, msg)
-        elif not self._accepting or not self._try_enqueue(name, msg):
+        elif not self._accepting or not self._enqueue(name, msg, bounded=True):
             await self._send(name, msg, True)
         if timeout is None:
             result = await fut
@@ -440,7 +453,7 @@ class Runtime:
                 raise RuntimeNotRunning(
                     "the runtime is not running: use `async with rt:`" if not self._started
                     else "the runtime is shutting down")
-            if self._try_enqueue(name, msg):
+            if self._enqueue(name, msg, bounded=True):
                 return
             if not wait:
                 raise MailboxFull(name, self.mailbox_size)
@@ -451,8 +464,10 @@ class Runtime:
             actor.space.append(room)
             await room
 
-    def _try_enqueue(self, name: str, msg: Message) -> bool:
-        """Enqueue unless the mailbox is full (then return False)."""
+    def _enqueue(self, name: str, msg: Message, bounded: bool = False) -> bool:
+        """Put a message in a mailbox, activating its actor if needed. A `bounded` enqueue (a
+        sender outside the runtime) returns False instead when the mailbox is full; messages of
+        committed turns are never bounded."""
         actor = self._actors.get(name)
         if actor is None:
             actor = self._activate_later(name)
@@ -462,27 +477,12 @@ class Runtime:
         box = actor.mailbox
         if box is None:
             actor.mailbox = box = deque()
-        elif len(box) >= self.mailbox_size:
+        elif bounded and len(box) >= self.mailbox_size:
             return False
         box.append(msg)
         if not actor.busy:
             self._start_drain(actor)
         return True
-
-    def _enqueue(self, name: str, msg: Message) -> None:
-        """Enqueue regardless of the bound (for messages of committed turns)."""
-        actor = self._actors.get(name)
-        if actor is None:
-            actor = self._activate_later(name)
-        elif actor.status == STOPPED:
-            assert actor.trouble is not None
-            raise SubjectStopped(name, actor.trouble.stop_reason or "stopped")
-        box = actor.mailbox
-        if box is None:
-            actor.mailbox = box = deque()
-        box.append(msg)
-        if not actor.busy:
-            self._start_drain(actor)
 
     def _post(self, outbox: list[tuple[str, Message]]) -> None:
         """Deliver what a committed turn sent. Committed messages are never refused for a full
@@ -507,6 +507,15 @@ class Runtime:
             self._evict(len(self._actors) - self.max_active)
         return actor
 
+    def _use_scheduler(self, scheduler: Scheduler[Actor]) -> None:
+        """Run turns on another scheduler; before `start`. The testing kit's seam: a scheduler
+        that chooses the interleaving (`turn_by_turn`) is given every turn as a decision of its
+        own, so no caller runs a turn inline and a drain hands the actor back after each turn."""
+        if self._started:
+            raise RuntimeError("the scheduler can only be replaced before the runtime starts")
+        self._scheduler = scheduler
+        self._turn_by_turn = scheduler.turn_by_turn
+
     def _start_drain(self, actor: Actor) -> None:
         if actor.mailbox is None:
             actor.mailbox = deque()
@@ -525,6 +534,7 @@ class Runtime:
             return
         box = actor.mailbox
         assert box is not None
+        again = False  # turn by turn: the actor has more work and goes back in line
         try:
             while True:
                 trouble = actor.trouble
@@ -536,18 +546,30 @@ class Runtime:
                 if actor.space:
                     _make_room(actor.space)
                 await self._turn(actor, msg)
+                if self._turn_by_turn:
+                    # Each turn is a scheduling decision of its own: with more work the actor
+                    # goes back in line (still busy) and the scheduler chooses who goes next.
+                    again = self._has_work(actor)
+                    break
         except asyncio.CancelledError:
             self._refuse_all(actor, box, RuntimeNotRunning("the runtime stopped"))
             raise
         finally:
-            self._release(actor)
+            if again:
+                self._scheduler.schedule(actor)
+            else:
+                self._release(actor)
+
+    def _has_work(self, actor: Actor) -> bool:
+        """Messages wait in its mailbox, or a restart is pending."""
+        trouble = actor.trouble
+        return actor.status == ACTIVE and bool(
+            actor.mailbox or (trouble is not None and trouble.restart_at is not None))
 
     def _after_inline(self, actor: Actor) -> None:
         """After a turn run in the caller's task: messages that arrived meanwhile (or a pending
         restart) go to a worker, in order; otherwise the actor is idle again."""
-        trouble = actor.trouble
-        if actor.status == ACTIVE and (
-                actor.mailbox or (trouble is not None and trouble.restart_at is not None)):
+        if self._has_work(actor):
             if actor.mailbox is None:
                 actor.mailbox = deque()
             self._scheduler.schedule(actor)  # still busy: a worker takes over
@@ -743,8 +765,13 @@ class Runtime:
     def _failed(self, actor: Actor, msg: Message, error: BaseException) -> None:
         self._dead_letter(actor.name, msg, error)
         fut = msg.future
-        if fut is not None and not fut.done() and isinstance(error, Exception):
-            fut.set_exception(error)
+        if fut is not None and not fut.done():
+            if isinstance(error, Exception):
+                fut.set_exception(error)
+            elif not self._accepting:  # cancelled by the runtime stopping: tell the caller
+                fut.set_exception(RuntimeNotRunning("the runtime stopped during this turn"))
+            else:  # cancelled with the caller's own task (an inline turn): nobody waits
+                fut.cancel()
         if isinstance(error, Exception):
             self._supervise(actor, error)
 

@@ -21,7 +21,7 @@ import logging
 import types
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 log = logging.getLogger("subjects.scheduler")
 T = TypeVar("T")
@@ -32,6 +32,12 @@ FAIRNESS = 256  # drains a worker runs before it lets the event loop serve I/O a
 
 class Scheduler(Generic[T]):
     """A ready queue of actors and the worker tasks that drain them."""
+
+    # Whether every turn is a scheduling decision of its own. This scheduler lets a drain run
+    # every message waiting, and lets callers run turns of idle actors inline; a scheduler that
+    # chooses the interleaving (the testing kit's) must see each turn, so the runtime then runs
+    # no turn inline and a drain hands the actor back after each turn.
+    turn_by_turn: ClassVar[bool] = False
 
     def __init__(self, drain: Callable[[T], Coroutine[Any, Any, None]]) -> None:
         self._drain = drain

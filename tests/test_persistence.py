@@ -147,3 +147,13 @@ async def test_a_write_whose_reply_was_lost_is_recognised_on_retry():
         await rt.subject("d").set("x", 2, durable=True)
     assert store.lost == 1
     assert (await store.load_many(["d"]))["d"].properties == b'{"x":2}'
+
+
+async def test_shutdown_with_a_store_that_never_answers_is_bounded(caplog):
+    store = GatedStore()
+    store.gate.clear()  # every write hangs
+    rt = Runtime(store, passivate_after=None, flush_delay=0, shutdown_timeout=0.2)
+    await rt.start()
+    await rt.subject("d").set("x", 1)
+    await asyncio.wait_for(rt.close(), 5)
+    assert "shutdown timed out" in caplog.text and "d" in caplog.text

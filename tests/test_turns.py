@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from actors import PROPERTY_CHANGED, TurnClosed
-from runtime import AskCycleError, AskTimeout, CascadeTooDeep, Policy, Runtime
+from runtime import AskCycleError, AskTimeout, CascadeTooDeep, Policy, Runtime, RuntimeNotRunning
 
 
 async def test_failed_turn_changes_nothing_and_reports_to_the_caller(rt):
@@ -176,3 +176,39 @@ async def test_turns_of_one_subject_never_overlap_while_others_interleave(rt):
     await rt.idle()
     assert overlaps == []
     assert max(interleaved) > 1  # different subjects did run at the same time
+
+
+async def test_a_caller_cancelled_during_its_turn_leaves_no_trace(rt):
+    entered = asyncio.Event()
+
+    @rt.on(PROPERTY_CHANGED)
+    async def slow(ctx):
+        if ctx.property_name == "x":
+            ctx.subject.set("derived", True)
+            entered.set()
+            await asyncio.sleep(10)
+
+    dev = rt.subject("d")
+    await dev.set("before", 1)
+    call = asyncio.create_task(dev.set("x", 1))
+    await entered.wait()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert (await dev.state()).properties == {"before": 1}
+    assert await dev.set("y", 2) == 2  # the subject goes on serving
+
+
+async def test_a_turn_cut_short_by_shutdown_answers_its_caller():
+    rt = Runtime(passivate_after=None, shutdown_timeout=0.1)
+    await rt.start()
+
+    @rt.on("hang")
+    async def hang(ctx):
+        await asyncio.sleep(60)
+
+    pending = asyncio.create_task(rt.ask("s", "hang", timeout=30))
+    await asyncio.sleep(0.01)
+    await rt.close()
+    with pytest.raises(RuntimeNotRunning, match="stopped during this turn"):
+        await pending

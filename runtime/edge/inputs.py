@@ -1,0 +1,144 @@
+"""Reading what a client sent: path segments, bounded bodies, JSON, query flags. Each refusal is
+an `EdgeError` with the status the README promises (400, 404, 413, 415).
+
+Bodies must be declared JSON (`application/json` or `*+json`): a browser can send `text/plain`
+to any address without asking (no CORS preflight), so accepting it would let any web page post
+events to a local edge.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+import msgspec
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import Scope
+
+from actors import InvalidSubjectName, check_subject_name
+
+from .errors import EdgeError, bad_request
+
+_decode = msgspec.json.decode
+
+
+def not_found(what: str) -> EdgeError:
+    return EdgeError(404, "not_found", what)
+
+
+def segments(scope: Scope, count: int) -> list[str]:
+    """The percent-decoded segments of the raw path, so that a subject name may contain `/`
+    (sent as %2F). A path with another number of segments names no route."""
+    raw: bytes | None = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw is not None else scope["path"]
+    parts = path.split("/")
+    if len(parts) != count:
+        raise not_found(f"no route for {scope['path']!r} (send a '/' inside a name as %2F)")
+    return [unquote(p) if "%" in p else p for p in parts]
+
+
+def subject_name(name: str) -> str:
+    try:
+        return check_subject_name(name)
+    except InvalidSubjectName as exc:
+        raise bad_request("invalid_subject", str(exc)) from None
+
+
+def event_type(name: str) -> str:
+    """Event types follow the rules of subject names: they travel in URLs and logs too."""
+    try:
+        return check_subject_name(name)
+    except InvalidSubjectName as exc:
+        raise bad_request("invalid_event_type",
+                          str(exc).replace("subject name", "event type")) from None
+
+
+def is_json_type(content_type: str) -> bool:
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def _body_headers(scope: Scope) -> tuple[str | None, str | None]:
+    """Content-Length and Content-Type, in one pass over the raw headers."""
+    length = kind = None
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            length = value.decode("latin-1")
+        elif key == b"content-type":
+            kind = value.decode("latin-1")
+    return length, kind
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared, _ = _body_headers(request.scope)
+    if declared is not None:
+        if not declared.isdigit():
+            raise bad_request("bad_request", "Content-Length is not a number")
+        if int(declared) > limit:
+            raise too_large(limit)
+    # The ASGI messages themselves, counted as they come (cheaper than request.stream()).
+    receive = request.receive
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def too_large(limit: int) -> EdgeError:
+    return EdgeError(413, "too_large", f"the body is over the limit of {limit} bytes",
+                     client_fault=True)
+
+
+def decode_json(body: bytes) -> Any:
+    try:
+        return _decode(body)
+    except msgspec.DecodeError as exc:
+        raise bad_request("bad_json", f"malformed JSON: {exc}") from None
+
+
+async def read_json(request: Request, limit: int, *, required: bool = False) -> Any:
+    """The JSON body, or None for an empty one (unless `required`)."""
+    body = await read_body(request, limit)
+    if not body:
+        if required:
+            raise bad_request("bad_json", "a JSON body is required")
+        return None
+    _, content_type = _body_headers(request.scope)
+    if content_type is None or not is_json_type(content_type):
+        raise EdgeError(415, "unsupported_media_type",
+                        "send JSON with Content-Type: application/json", client_fault=True)
+    return decode_json(body)
+
+
+def flag(request: Request, name: str) -> bool | None:
+    value = request.query_params.get(name)
+    if value is None:
+        return None
+    lowered = value.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise bad_request("bad_request", f"query parameter {name} must be true or false")
+
+
+def seconds(value: Any, default: float, maximum: float) -> float:
+    """A timeout given by a client: a positive number of seconds, at most `maximum`."""
+    if value is None:
+        return default
+    try:
+        timeout = float(value)
+    except (TypeError, ValueError):
+        timeout = -1.0
+    if not 0 < timeout <= maximum:
+        raise bad_request("bad_request", f"timeout must be a number of seconds in (0, {maximum}]")
+    return timeout

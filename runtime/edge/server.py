@@ -1,0 +1,72 @@
+"""Serving the edge: uvicorn (httptools, uvloop when installed), with the edge's shutdown order.
+
+uvicorn alone would close WebSockets and cancel slow requests before the app hears of the
+shutdown; here, on SIGTERM or SIGINT (or `should_exit`), the server stops accepting connections,
+then the edge answers what is pending (`Service.stop`), then uvicorn finishes in-flight requests
+and runs the lifespan's end: the runtime drains its mailboxes, flushes and closes the store.
+A second SIGINT forces the exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+from starlette.applications import Starlette
+
+from .service import Service
+
+
+class EdgeServer(uvicorn.Server):
+    def __init__(self, app: Starlette, *, handle_signals: bool = True,
+                 log_level: str = "info") -> None:
+        self.service: Service = app.state.service
+        config = self.service.config
+        super().__init__(uvicorn.Config(
+            app, host=config.host, port=config.port, loop="auto", http="httptools",
+            ws="websockets-sansio", lifespan="on", access_log=config.access_log,
+            log_level=log_level, server_header=False,
+            # Above our own limit, so that an oversized message gets an error reply and only a
+            # grossly oversized one closes the connection (1009).
+            ws_max_size=2 * config.max_body,
+            timeout_graceful_shutdown=int(config.shutdown_grace) + 1))
+        self.handle_signals = handle_signals
+        self.ready = asyncio.Event()
+
+    @property
+    def port(self) -> int:
+        """The port listened on (useful with port 0)."""
+        port: int = self.servers[0].sockets[0].getsockname()[1]
+        return port
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.ready.set()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in getattr(self, "servers", ()):
+            server.close()  # stop accepting first: nothing new while we drain
+        await self.service.stop()
+        await super().shutdown(sockets)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """SIGTERM and SIGINT start the graceful shutdown; the process then exits normally
+        (uvicorn would re-raise the signal once done)."""
+        if not self.handle_signals:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        handled = (signal.SIGINT, signal.SIGTERM)
+        for sig in handled:
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
