@@ -28,7 +28,7 @@ def health_of(cpu: float, mem: float, errors: int) -> str:
 
 def install(rt: Runtime) -> None:
     """Attach the device-health behaviours to a runtime: this module's, or a test's."""
-    on, when, middleware, emit = rt.handlers()
+    on, when = rt.on, rt.when
 
     @on(PROPERTY_CHANGED, subject="device:*")
     @when(lambda ctx: ctx.property_name in METRICS)

@@ -1,0 +1,44 @@
+"""The pytest plugin of the testing kit (entry point `subjects`): the `runtime` fixture, a fresh
+`SimRuntime` per test, and the `subjects` marker for its options:
+
+    @pytest.mark.subjects(seed=7, passivate_after=60)
+    async def test_something(runtime): ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar, cast
+
+import pytest
+
+from ._sim import SimRuntime
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _async_fixture(func: F) -> F:
+    """pytest-asyncio's fixture decorator, which runs async fixtures in its strict mode too.
+    This plugin loads wherever subjects is installed, pytest-asyncio or not: without it, the
+    fixture is a plain one and pytest says it cannot run it."""
+    try:
+        import pytest_asyncio
+    except ImportError:
+        return cast(F, pytest.fixture(func))
+    return cast(F, pytest_asyncio.fixture(func))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "subjects(**options): options of the `runtime` fixture's SimRuntime "
+                   "(seed=, passivate_after=, root=, ...)")
+
+
+@_async_fixture
+async def runtime(request: pytest.FixtureRequest) -> AsyncIterator[SimRuntime]:
+    """A started `SimRuntime` on the in-memory store, recording every event; after the test it
+    runs until idle (virtual time moving as needed) and closes."""
+    marker = request.node.get_closest_marker("subjects")
+    rt = SimRuntime(**(marker.kwargs if marker else {}))
+    async with rt:
+        yield rt
