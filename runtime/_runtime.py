@@ -71,7 +71,7 @@ from ._errors import (
 from ._observe import Observed
 from ._persistence import Pipeline
 from ._ref import SubjectRef, SubjectView
-from ._scheduler import Scheduler
+from ._scheduler import Scheduler, drive
 from ._supervision import Backoff, Intensity, Policy, Strategy, Supervisor
 from ._turn import _CURRENT, Turn, check_event_type, name_of
 
@@ -407,7 +407,7 @@ class Runtime:
             msg.durable = self.durable if durable is None else durable
         actor = self._actors.get(name)
         if (actor is not None and not actor.busy and actor.status == ACTIVE and turn is None
-                and timeout is None and self._accepting and not self._turn_by_turn):
+                and self._accepting and not self._turn_by_turn):
             # The actor is idle and the caller is going to wait for the turn anyway: run the
             # turn right here instead of waking a worker (no task switch, no queueing). Every
             # INLINE_BUDGET turns the caller takes the mailbox path once, so that a caller in a
@@ -423,7 +423,11 @@ class Runtime:
                 self._busy += 1
                 del self._idle[name]
                 try:
-                    await self._turn(actor, msg)
+                    if timeout is None:
+                        await self._turn(actor, msg)
+                    else:
+                        await self._turn_within(actor, msg, timeout)
+                        timeout = None  # applied already
                 finally:
                     self._after_inline(actor)
             else:
@@ -445,6 +449,36 @@ class Runtime:
             if actor is not None:  # else passivated, which needs its snapshot stored first
                 await self._running_pipeline().durable(actor, version, self.durable_timeout)
         return result
+
+    async def _turn_within(self, actor: Actor, msg: Message, timeout: float) -> None:
+        """An inline turn under a timeout (an ask). A turn that never waits, the common case,
+        needs no timer at all; once it waits, the timeout runs, and a turn that outlives it is
+        cancelled, so rolled back, and its caller gets `AskTimeout`."""
+        turn = self._turn(actor, msg)
+        try:
+            suspended_on = turn.send(None)
+        except StopIteration:
+            return
+        task = asyncio.current_task()
+        assert task is not None and msg.future is not None
+        future = msg.future
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            _time_out(future, actor.name, msg, timeout)
+            task.cancel()
+
+        timer = self.clock.call_later(timeout, expire)
+        try:
+            await drive(turn, suspended_on)
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            task.uncancel()
+        finally:
+            timer.cancel()
 
     async def _send(self, name: str, msg: Message, wait: bool) -> None:
         """Put a message from outside any turn into a mailbox, honouring the mailbox bound."""
@@ -763,8 +797,13 @@ class Runtime:
     # -- failure and supervision ----------------------------------------------------------------
 
     def _failed(self, actor: Actor, msg: Message, error: BaseException) -> None:
-        self._dead_letter(actor.name, msg, error)
         fut = msg.future
+        if not isinstance(error, Exception) and fut is not None and fut.done() and \
+                not fut.cancelled() and fut.exception() is not None:
+            # Cancelled for a reason already given to the caller (an ask's timeout): keep that.
+            self._dead_letter(actor.name, msg, fut.exception())  # type: ignore[arg-type]
+        else:
+            self._dead_letter(actor.name, msg, error)
         if fut is not None and not fut.done():
             if isinstance(error, Exception):
                 fut.set_exception(error)

@@ -97,7 +97,7 @@ class Scheduler(Generic[T]):
                         log.exception("internal error in a drain")
                     else:
                         try:
-                            await self._finish(drain, suspended_on)
+                            await drive(drain, suspended_on, self._waiting)
                         except Exception:
                             log.exception("internal error in a drain")
                     done += 1
@@ -126,30 +126,44 @@ class Scheduler(Generic[T]):
         finally:
             self._running, self._waking = True, False
 
-    @types.coroutine
-    def _finish(self, drain: Coroutine[Any, Any, None],
-                suspended_on: Any) -> Generator[Any, Any, None]:
-        """Drive a drain that suspended to its end, from this worker's task, passing through
-        what it waits on. Whenever it waits, ready work goes to another worker."""
-        pending = suspended_on
-        while True:
+    def _waiting(self, waits: bool) -> None:
+        """A drain this worker drives waits (True) or goes on (False): while it waits, ready
+        work goes to another worker."""
+        if waits:
             if self._ready and not self._waking:
                 self._wake()
             self._running = False
+        else:
+            self._running = True
+
+
+@types.coroutine
+def drive(coro: Coroutine[Any, Any, T], suspended_on: Any,
+          waiting: Callable[[bool], None] | None = None) -> Generator[Any, Any, T]:
+    """Drive, from the awaiting task, a coroutine that was stepped by hand and suspended on
+    `suspended_on`: what it waits on passes through to the task, what the task is sent or
+    thrown (a cancellation) goes to the coroutine. `waiting(True)` is called before each wait,
+    `waiting(False)` after it."""
+    pending = suspended_on
+    while True:
+        if waiting is not None:
+            waiting(True)
+        try:
+            sent = yield pending
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:  # cancellation or a thrown error: the coroutine decides
+            if waiting is not None:
+                waiting(False)
             try:
-                sent = yield pending
-            except GeneratorExit:
-                drain.close()
-                raise
-            except BaseException as exc:  # cancellation or a thrown error: the drain decides
-                self._running = True
-                try:
-                    pending = drain.throw(exc)
-                except StopIteration:
-                    return
-            else:
-                self._running = True
-                try:
-                    pending = drain.send(sent)
-                except StopIteration:
-                    return
+                pending = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+        else:
+            if waiting is not None:
+                waiting(False)
+            try:
+                pending = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]

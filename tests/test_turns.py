@@ -212,3 +212,20 @@ async def test_a_turn_cut_short_by_shutdown_answers_its_caller():
     await rt.close()
     with pytest.raises(RuntimeNotRunning, match="stopped during this turn"):
         await pending
+
+
+async def test_an_ask_that_outlives_its_timeout_is_rolled_back(rt):
+    @rt.on("slow")
+    async def slow(ctx):
+        ctx.subject.set("started", True)
+        await asyncio.sleep(5)
+        return "late"
+
+    dev = rt.subject("s")
+    await dev.set("before", 1)  # activated and idle: the ask runs in this task
+    with pytest.raises(AskTimeout):
+        await rt.ask("s", "slow", timeout=0.05)
+    assert (await dev.state()).properties == {"before": 1}
+    [letter] = rt.dead_letters.for_subject("s")
+    assert isinstance(letter.error, AskTimeout)
+    assert await dev.set("after", 2) == 2
