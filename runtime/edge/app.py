@@ -81,7 +81,7 @@ class HttpApi:
         payload = service.edge.validate(kind, name, payload)
         if request.scope["query_string"] and inputs.flag(request, "reply"):
             config = service.config
-            timeout = inputs.seconds(request.query_params.get("timeout"), config.ask_timeout,
+            timeout = inputs.seconds(inputs.query(request, "timeout"), config.ask_timeout,
                                      config.max_ask_timeout)
             return json(await service.ask(name, kind, payload, timeout))
         await service.tell(name, kind, payload)
