@@ -166,6 +166,17 @@ class SubjectState:
     def close(self) -> None:
         self._open = False
 
+    def committed(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Copies of the properties and extended properties as they were before this turn:
+        what a snapshot taken while the turn is in progress must hold."""
+        props = dict(self._props)
+        _restore(props, self._undo)
+        ext = None
+        if self._ext is not None:
+            ext = dict(self._ext)
+            _restore(ext, self._ext_undo)
+        return props, ext
+
     def rollback(self) -> None:
         """Undo every change of this turn, leaving the dictionaries as they were before it."""
         _restore(self._props, self._undo)

@@ -59,6 +59,7 @@ class Pipeline:
         self._concurrency = max(1, int(getattr(store, "write_concurrency", 1)))
         self._writers: set[asyncio.Task[None]] = set()
         self._in_flight: set[str] = set()  # names in a batch being written
+        self._attempted: dict[str, list[Write]] = {}  # writes whose outcome is unknown
         self._task: asyncio.Task[None] | None = None
         self._gathering: asyncio.Future[None] | None = None
         self._expiry: Any = None  # the timer of the next sweep for overdue durable waits
@@ -89,13 +90,15 @@ class Pipeline:
         self._waiters.clear()
 
     def mark_dirty(self, actor: Actor) -> None:
+        """The actor has committed state to store; also called when a turn ends, since a
+        batch skips actors in the middle of a turn."""
         self._dirty[actor.name] = actor
-        if self._settled.is_set():
-            self._settled.clear()
-            self._wake.set()
+        self._settled.clear()
+        self._wake.set()
 
     def forget(self, actor: Actor) -> None:
         self._dirty.pop(actor.name, None)
+        self._attempted.pop(actor.name, None)
 
     async def durable(self, actor: Actor, version: int, timeout: float | None,
                       urgent: bool = False) -> None:
@@ -170,12 +173,12 @@ class Pipeline:
                 continue
             if self.failures:  # the store is failing: back off before the next attempt
                 await self._clock.sleep(self._retry.delay(self.failures, self._rng))
-            actors = self._take_batch()
+            actors, writes = self._take_batch()
             if not actors:  # every dirty actor is in a batch in flight: wait for one to end
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            writer = loop.create_task(self._write(actors))
+            writer = loop.create_task(self._write(actors, writes))
             self._writers.add(writer)
             writer.add_done_callback(self._writer_done)
 
@@ -183,9 +186,11 @@ class Pipeline:
         self._writers.discard(writer)
         self._wake.set()
 
-    def _take_batch(self) -> list[Actor]:
+    def _take_batch(self) -> tuple[list[Actor], list[Write]]:
         """Up to `batch_size` dirty actors that no batch in flight is writing (an actor's next
-        snapshot must be based on the version its previous one stored)."""
+        snapshot must be based on the version its previous one stored), with their snapshots
+        encoded now. An actor in the middle of a turn is snapshotted as it was before that turn:
+        uncommitted changes never reach the store."""
         dirty, busy = self._dirty, self._in_flight
         if not busy and len(dirty) <= self._batch_size:
             actors = list(dirty.values())
@@ -194,7 +199,12 @@ class Pipeline:
             names = [n for n in islice((n for n in dirty if n not in busy), self._batch_size)]
             actors = [dirty.pop(name) for name in names]
         busy.update(a.name for a in actors)
-        return actors
+        writes = []
+        for a in actors:
+            props, ext = (a.props, a.ext) if a.turn is None else a.turn.committed()
+            writes.append(Write(a.name, a.stored_version, a.version, _encode(props),
+                                _encode(ext) if ext else _EMPTY))
+        return actors, writes
 
     async def _gather(self) -> None:
         """Let a batch gather for up to `max_delay` (group commit); cut short by `_hurry`."""
@@ -213,21 +223,19 @@ class Pipeline:
         if self._gathering is not None:
             _resolve(self._gathering)
 
-    async def _write(self, actors: list[Actor]) -> None:
-        writes = [
-            Write(a.name, a.stored_version, a.version, _encode(a.props),
-                  _encode(a.ext) if a.ext else _EMPTY)
-            for a in actors
-        ]
+    async def _write(self, actors: list[Actor], writes: list[Write]) -> None:
         try:
             refused = await self.store.save_many(writes)
-            landed = await self._own_writes(writes, refused) if refused else set()
+            landed = await self._own_writes(refused) if refused else {}
         except Exception as exc:  # the store is down or failing: keep everything, retry
             self.failures += 1
             self.last_error = exc
             log.warning("snapshot batch of %d failed (attempt %d): %s", len(writes),
                         self.failures, exc)
-            for actor in actors:
+            for write, actor in zip(writes, actors, strict=True):
+                # Its outcome is unknown: the store may hold it. Remembered until a write of
+                # that subject succeeds, so that a retry refused because of it is recognised.
+                self._attempted.setdefault(write.name, []).append(write)
                 self._dirty.setdefault(actor.name, actor)
             return
         finally:
@@ -235,9 +243,16 @@ class Pipeline:
         self.failures = 0
         self.last_error = None
         self.batches += 1
-        stale = set(refused) - landed
+        refused_names = set(refused)
         for write, actor in zip(writes, actors, strict=True):
-            if write.name in stale:
+            if write.name in landed:
+                # The store holds an earlier write of ours whose reply was lost: build on it.
+                actor.stored_version = landed[write.name]
+                self._attempted.pop(write.name, None)
+                self._release_waiters(actor.name, actor.stored_version)
+                self.mark_dirty(actor)
+            elif write.name in refused_names:
+                self._attempted.pop(write.name, None)
                 self._fail_waiters(actor.name, StaleVersion(
                     f"the store holds a newer version of {actor.name!r} than "
                     f"v{write.expected_version}; its unsaved changes were discarded and it was "
@@ -245,20 +260,23 @@ class Pipeline:
                 self._on_stale(actor)
             else:
                 actor.stored_version = write.version
+                self._attempted.pop(write.name, None)
                 self._release_waiters(actor.name, write.version)
 
-    async def _own_writes(self, writes: list[Write], refused: list[str]) -> set[str]:
-        """Of the refused writes, those the store holds already: a retry of a batch whose first
-        attempt committed but failed to answer (an unknown outcome) is refused as stale, yet the
-        state stored is exactly ours. Compared by version and decoded content."""
-        current = await self.store.load_many(refused)
-        mine = {w.name: w for w in writes}
-        landed = set()
+    async def _own_writes(self, refused: list[str]) -> dict[str, int]:
+        """Of the refused subjects, those whose stored snapshot is one this writer attempted
+        earlier without learning the outcome (the commit succeeded, the reply was lost): their
+        stored versions. Compared by version and decoded content."""
+        candidates = [name for name in refused if name in self._attempted]
+        if not candidates:
+            return {}
+        current = await self.store.load_many(candidates)
+        landed = {}
         for name, snap in current.items():
-            w = mine[name]
-            if snap.version == w.version and _decode(snap.properties) == _decode(w.properties) \
-                    and _decode(snap.ext) == _decode(w.ext):
-                landed.add(name)
+            for w in self._attempted[name]:
+                if snap.version == w.version and _decode(snap.properties) == \
+                        _decode(w.properties) and _decode(snap.ext) == _decode(w.ext):
+                    landed[name] = w.version
         return landed
 
     def _release_waiters(self, name: str, version: int) -> None:

@@ -267,6 +267,10 @@ class Runtime:
         for task in list(self._loads):
             task.cancel()
         await asyncio.gather(*self._loads, return_exceptions=True)
+        waiting, self._pending_loads = self._pending_loads, []
+        for actor in waiting:
+            self._refuse_all(actor, actor.mailbox, RuntimeNotRunning("the runtime stopped"))
+            self._release(actor)
         for actor in await self._scheduler.stop():
             self._refuse_all(actor, actor.mailbox, RuntimeNotRunning("the runtime stopped"))
 
@@ -390,7 +394,9 @@ class Runtime:
         """Send a message and wait for the result of its turn. A `write` sent from inside a turn
         is not waited for: it goes out when that turn commits."""
         turn = _CURRENT.get()
-        if turn is not None and turn.runtime is self:
+        if turn is not None and turn.runtime is not self:
+            turn = None  # a turn of another runtime: for this one, an outside caller
+        if turn is not None:
             if write:
                 turn.send(name, msg)
                 return None
@@ -433,6 +439,10 @@ class Runtime:
             else:
                 self._inline_budget = INLINE_BUDGET
                 self._enqueue(name, msg)
+        elif turn is not None:
+            # A call from a turn (ask, get): like the messages turns send, it is not bounded
+            # and is still delivered while the runtime drains its mailboxes to close.
+            self._enqueue(name, msg)
         elif not self._accepting or not self._enqueue(name, msg, bounded=True):
             await self._send(name, msg, True)
         if timeout is None:
@@ -496,7 +506,12 @@ class Runtime:
             if actor.space is None:
                 actor.space = deque()
             actor.space.append(room)
-            await room
+            try:
+                await room
+            except asyncio.CancelledError:
+                if room.done() and not room.cancelled():
+                    _make_room(actor.space)  # the room it was given goes to the next sender
+                raise
 
     def _enqueue(self, name: str, msg: Message, bounded: bool = False) -> bool:
         """Put a message in a mailbox, activating its actor if needed. A `bounded` enqueue (a
@@ -637,6 +652,11 @@ class Runtime:
         """Activate a batch of actors with one `load_many`."""
         try:
             found = await self.store.load_many([a.name for a in actors])
+        except asyncio.CancelledError:  # the runtime is stopping: nobody may wait forever
+            for actor in actors:
+                self._refuse_all(actor, actor.mailbox, RuntimeNotRunning("the runtime stopped"))
+                self._release(actor)
+            raise
         except Exception as exc:
             # The store is unreachable: refuse what waits (the callers see why) and forget the
             # actors, so that the next message tries the activation again.
@@ -649,6 +669,9 @@ class Runtime:
                 self._release(actor)
             return
         for actor in actors:
+            if actor.status == STOPPED:  # stopped while loading (its supervisor gave up)
+                self._release(actor)
+                continue
             self._install(actor, found.get(actor.name))
             self._lifecycle(actor.supervisor, SUBJECT_ACTIVATED, actor.name, None)
             self._scheduler.schedule(actor)
@@ -685,6 +708,7 @@ class Runtime:
                 fut.set_result(self._read_now(actor, msg))
             return
         state = turn = Turn(self, actor.name, actor.props, actor.ext, msg.chain)
+        actor.turn = turn
         token = _CURRENT.set(turn)
         result: Any = None
         try:
@@ -750,12 +774,14 @@ class Runtime:
         except BaseException as exc:
             state.rollback()
             state.close()
+            actor.turn = None
             _CURRENT.reset(token)
             self._failed(actor, msg, exc)
             if not isinstance(exc, Exception):
                 raise
             return
         state.close()
+        actor.turn = None
         _CURRENT.reset(token)
         if state._changed:
             actor.ext = state._ext or None
@@ -859,6 +885,8 @@ class Runtime:
         if delay > 0:
             await self.clock.sleep(delay)
         trouble.restart_at = None
+        if actor.status == STOPPED:
+            return  # stopped meanwhile (its supervisor gave up): it stays stopped
         pipeline = self._running_pipeline()
         attempt = 0
         while True:
@@ -872,6 +900,8 @@ class Runtime:
                 log.warning("restart of %s waits for the store (attempt %d): %s", actor.name,
                             attempt, exc)
                 await self.clock.sleep(Backoff(0.05, 5.0).delay(attempt, self._rng))
+        if actor.status == STOPPED:
+            return
         self._install(actor, found.get(actor.name))
         trouble.restarts += 1
         self._lifecycle(actor.supervisor, SUBJECT_RESTARTED, actor.name,
