@@ -9,7 +9,7 @@ events to a local edge.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import unquote, unquote_plus
 
 import msgspec
 from starlette.requests import ClientDisconnect, Request
@@ -124,10 +124,23 @@ def query(request: Request, name: str) -> str | None:
     Starlette's multi-dict costs more than the rest of a fast request."""
     params = request.scope.get("subjects.query")
     if params is None:
-        raw = request.scope["query_string"]
-        params = dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True)) if raw else {}
+        params = _parse_query(request.scope["query_string"])
         request.scope["subjects.query"] = params
     return params.get(name)
+
+
+def _parse_query(raw: bytes) -> dict[str, str]:
+    """`a=1&b=x%20y` as a dict (the last of repeated names wins, as with `dict(parse_qsl())`),
+    unquoting only the parts that need it."""
+    params: dict[str, str] = {}
+    if raw:
+        for part in raw.decode("latin-1").split("&"):
+            if part:
+                name, _, value = part.partition("=")
+                if "%" in part or "+" in part:
+                    name, value = unquote_plus(name), unquote_plus(value)
+                params[name] = value
+    return params
 
 
 def flag(request: Request, name: str) -> bool | None:
