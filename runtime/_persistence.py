@@ -101,9 +101,15 @@ class Pipeline:
         self._attempted.pop(actor.name, None)
 
     async def durable(self, actor: Actor, version: int, timeout: float | None,
-                      urgent: bool = False) -> None:
+                      urgent: bool = False, discarded: int | None = None) -> None:
         """Return once the store holds `version` (or newer) of this actor; raise `NotDurable`
-        after `timeout` seconds (checked every EXPIRY_CHECK, so up to that much later)."""
+        after `timeout` seconds (checked every EXPIRY_CHECK, so up to that much later).
+        `discarded`: the actor's count of discarded changes when `version` was committed; if
+        it has grown since, that version was thrown away for a newer one from the store."""
+        if discarded is not None and actor.discarded != discarded:
+            raise StaleVersion(
+                f"the change to {actor.name!r} was discarded: the store held a newer version, "
+                "written by someone else")
         if actor.stored_version >= version:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()

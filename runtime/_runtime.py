@@ -454,10 +454,9 @@ class Runtime:
             finally:
                 timer.cancel()
         if msg.durable:
-            result, version = result
-            actor = self._actors.get(name)
-            if actor is not None:  # else passivated, which needs its snapshot stored first
-                await self._running_pipeline().durable(actor, version, self.durable_timeout)
+            result, actor, version, discarded = result
+            await self._running_pipeline().durable(actor, version, self.durable_timeout,
+                                                   discarded=discarded)
         return result
 
     async def _turn_within(self, actor: Actor, msg: Message, timeout: float) -> None:
@@ -795,7 +794,8 @@ class Runtime:
         if fut is not None and not fut.done():
             if kind == PATCH:
                 result = actor.version
-            fut.set_result((result, actor.version) if msg.durable else result)
+            fut.set_result((result, actor, actor.version, actor.discarded)
+                           if msg.durable else result)
 
     def _notify(self, actor: Actor, events: list[CascadeEvent]) -> None:
         version = actor.version
@@ -911,6 +911,7 @@ class Runtime:
         """The store holds a newer version written by someone else: drop our changes, reload."""
         log.error("stale snapshot of %s refused by the store; reloading it", actor.name)
         actor.version = actor.stored_version  # nothing of ours is worth writing any more
+        actor.discarded += 1
         assert self._pipeline is not None
         self._pipeline.forget(actor)
         if actor.status == ACTIVE:
