@@ -155,14 +155,6 @@ class SubjectState:
 
     # -- the runtime's side of the transaction ---------------------------------------------------
 
-    @property
-    def changed(self) -> bool:
-        return self._changed
-
-    @property
-    def ext_dict(self) -> dict[str, Any] | None:
-        return self._ext
-
     def close(self) -> None:
         self._open = False
 

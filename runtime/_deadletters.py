@@ -79,9 +79,5 @@ class DeadLetters:
         except KeyError:
             raise KeyError(f"no dead letter #{key}") from None
 
-    def put_back(self, letter: DeadLetter, message: Any) -> None:
-        self._letters[letter.id] = (letter, message)
-        self._letters.move_to_end(letter.id, last=False)
-
     def clear(self) -> None:
         self._letters.clear()

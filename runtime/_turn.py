@@ -15,11 +15,6 @@ if TYPE_CHECKING:
 _CURRENT: ContextVar[Turn | None] = ContextVar("subjects_current_turn", default=None)
 
 
-def current_turn() -> Turn | None:
-    """The turn the calling code runs in, if it is a handler (or middleware, or filter)."""
-    return _CURRENT.get()
-
-
 def name_of(subject: object) -> str:
     """A subject name from a name, a reference or a `ctx.subject`."""
     if type(subject) is str:
