@@ -24,22 +24,18 @@ KIND_NAMES = ("event", "ask", "set", "delete", "set_ext", "delete_ext", "patch",
               "read", "store")
 
 
-class Message:
+class Message(msgspec.Struct, eq=False):
     """One entry of a mailbox. `name` is the event type or property name; `value` the payload or
-    new value; `chain` the subjects waiting on this one through asks (for cycle detection)."""
+    new value; `chain` the subjects waiting on this one through asks (for cycle detection).
+    The `future` of a `durable` write is resolved only once its snapshot is stored."""
 
-    __slots__ = ("chain", "durable", "extra", "future", "kind", "name", "value")
-
-    def __init__(self, kind: int, name: str, value: Any = None, extra: Any = None,
-                 future: asyncio.Future[Any] | None = None, chain: tuple[str, ...] = (),
-                 durable: bool = False) -> None:
-        self.kind = kind
-        self.name = name
-        self.value = value
-        self.extra = extra
-        self.future = future
-        self.chain = chain
-        self.durable = durable
+    kind: int
+    name: str
+    value: Any = None
+    extra: Any = None
+    future: asyncio.Future[Any] | None = None
+    chain: tuple[str, ...] = ()
+    durable: bool = False
 
     def __repr__(self) -> str:
         return f"<Message {KIND_NAMES[self.kind]} {self.name!r}>"
@@ -80,6 +76,9 @@ class Actor(msgspec.Struct, gc=False, repr_omit_defaults=True):
     trouble: Trouble | None = None
     space: deque[asyncio.Future[None]] | None = None  # senders waiting for room
     idle_since: int = 0  # the passivation sweep's tick when it last went idle
+    # Durable acknowledgements waiting for a version to be stored: (version, future, result,
+    # deadline, timeout); the persistence pipeline's.
+    acks: list[tuple[int, asyncio.Future[Any], Any, float, float | None]] | None = None
 
     def __repr__(self) -> str:
         status = ("loading", "active", "stopped")[self.status]

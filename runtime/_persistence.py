@@ -50,8 +50,10 @@ class Pipeline:
         self._retry = RETRY
         self._rng = random.Random()
         self._dirty: dict[str, Actor] = {}
-        # Durable acknowledgements waiting, per subject: (version, future, deadline, timeout).
-        self._waiters: dict[str, list[tuple[int, asyncio.Future[None], float, float | None]]] = {}
+        # Actors with durable acknowledgements waiting (each holds its own, in `Actor.acks`),
+        # by identity: a passivated and reactivated subject is another actor.
+        self._acking: dict[int, Actor] = {}
+        self._earliest = INFINITY  # no waiting acknowledgement has an earlier deadline
         self._wake = asyncio.Event()
         self._settled = asyncio.Event()
         self._settled.set()
@@ -62,7 +64,8 @@ class Pipeline:
         self._attempted: dict[str, list[Write]] = {}  # writes whose outcome is unknown
         self._task: asyncio.Task[None] | None = None
         self._gathering: asyncio.Future[None] | None = None
-        self._expiry: Any = None  # the timer of the next sweep for overdue durable waits
+        self._expiry: Any = None  # the timer of the next sweep for overdue acknowledgements
+        self._expiry_at = INFINITY
         self.failures = 0  # consecutive failed batches
         self.last_error: BaseException | None = None
         self.batches = 0
@@ -83,11 +86,8 @@ class Pipeline:
         self._task = None
         if self._expiry is not None:
             self._expiry.cancel()
-        for waiters in self._waiters.values():
-            for _, fut, _, _ in waiters:
-                if not fut.done():
-                    fut.set_exception(NotDurable("the runtime stopped before the write"))
-        self._waiters.clear()
+        for actor in list(self._acking.values()):
+            self._fail_acks(actor, NotDurable("the runtime stopped before the write"))
 
     def mark_dirty(self, actor: Actor) -> None:
         """The actor has committed state to store; also called when a turn ends, since a
@@ -100,23 +100,38 @@ class Pipeline:
         self._dirty.pop(actor.name, None)
         self._attempted.pop(actor.name, None)
 
-    async def durable(self, actor: Actor, version: int, timeout: float | None,
-                      urgent: bool = False, discarded: int | None = None) -> None:
-        """Return once the store holds `version` (or newer) of this actor; raise `NotDurable`
-        after `timeout` seconds (checked every EXPIRY_CHECK, so up to that much later).
-        `discarded`: the actor's count of discarded changes when `version` was committed; if
-        it has grown since, that version was thrown away for a newer one from the store."""
-        if discarded is not None and actor.discarded != discarded:
-            raise StaleVersion(
-                f"the change to {actor.name!r} was discarded: the store held a newer version, "
-                "written by someone else")
+    def acknowledge(self, actor: Actor, version: int, fut: asyncio.Future[Any], result: Any,
+                    timeout: float | None) -> None:
+        """Resolve `fut` with `result` once the store holds `version` (or newer) of this actor:
+        at once if it does already. It fails with `NotDurable` after `timeout` seconds (noticed
+        up to EXPIRY_CHECK later), with `StaleVersion` if the version is thrown away for a
+        newer one from the store. The caller's own future, not one more: one future per
+        acknowledgement is what it costs."""
+        if actor.stored_version >= version:
+            fut.set_result(result)
+            return
+        if timeout is None:
+            deadline = INFINITY
+        else:
+            deadline = self._clock.now() + timeout
+            if deadline < self._earliest:
+                self._earliest = deadline
+                self._schedule_expiry()
+        acks = actor.acks
+        if acks is None:
+            actor.acks = [(version, fut, result, deadline, timeout)]
+            self._acking[id(actor)] = actor
+        else:
+            acks.append((version, fut, result, deadline, timeout))
+
+    async def durable(self, actor: Actor, version: int, timeout: float | None = None,
+                      urgent: bool = False) -> None:
+        """Return once the store holds `version` (or newer) of this actor. `urgent`: write
+        now, without waiting for a batch to gather."""
         if actor.stored_version >= version:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        deadline = INFINITY if timeout is None else self._clock.now() + timeout
-        self._waiters.setdefault(actor.name, []).append((version, fut, deadline, timeout))
-        if timeout is not None and self._expiry is None:
-            self._expiry = self._clock.call_later(EXPIRY_CHECK, self._expire_overdue)
+        self.acknowledge(actor, version, fut, None, timeout)
         if urgent:
             self._hurry()
         try:
@@ -125,33 +140,46 @@ class Pipeline:
             if urgent:
                 self._urgent -= 1
 
+    def _schedule_expiry(self) -> None:
+        """One timer for every acknowledgement, not one each (a timer per acknowledgement would
+        cost more than the rest of it), set for the earliest deadline: with one timeout for
+        all, it fires about once per timeout, and sweeps only when something can be overdue."""
+        at = self._earliest + EXPIRY_CHECK
+        if self._expiry is not None:
+            if self._expiry_at <= at:
+                return  # it fires in time
+            self._expiry.cancel()
+        self._expiry_at = at
+        self._expiry = self._clock.call_later(max(0.0, at - self._clock.now()),
+                                              self._expire_overdue)
+
     def _expire_overdue(self) -> None:
-        """One timer for every durable wait, not one each: a timer per acknowledgement would
-        cost more than the rest of it."""
         self._expiry = None
         now = self._clock.now()
-        pending = False
-        for name in list(self._waiters):
+        earliest = INFINITY
+        for key, actor in list(self._acking.items()):
             keep = []
-            for waiter in self._waiters[name]:
-                _, fut, deadline, timeout = waiter
+            for ack in actor.acks or ():
+                _, fut, _, deadline, timeout = ack
                 if fut.done():
                     continue
                 if deadline <= now:
                     fut.set_exception(NotDurable(
-                        f"the snapshot of {name!r} was not committed within {timeout} s"
+                        f"the snapshot of {actor.name!r} was not committed within {timeout} s"
                         f"{f' (store error: {self.last_error})' if self.last_error else ''}; "
                         "the change is kept in memory and will be written when the store "
                         "allows"))
                 else:
-                    keep.append(waiter)
-                    pending = pending or deadline != INFINITY
+                    keep.append(ack)
+                    earliest = min(earliest, deadline)
             if keep:
-                self._waiters[name] = keep
+                actor.acks = keep
             else:
-                del self._waiters[name]
-        if pending:
-            self._expiry = self._clock.call_later(EXPIRY_CHECK, self._expire_overdue)
+                actor.acks = None
+                del self._acking[key]
+        self._earliest = earliest
+        if earliest != INFINITY:
+            self._schedule_expiry()
 
     async def flush(self) -> None:
         """Return once every snapshot marked so far is stored."""
@@ -255,11 +283,12 @@ class Pipeline:
                 # The store holds an earlier write of ours whose reply was lost: build on it.
                 actor.stored_version = landed[write.name]
                 self._attempted.pop(write.name, None)
-                self._release_waiters(actor.name, actor.stored_version)
+                if actor.acks:
+                    self._release_acks(actor)
                 self.mark_dirty(actor)
             elif write.name in refused_names:
                 self._attempted.pop(write.name, None)
-                self._fail_waiters(actor.name, StaleVersion(
+                self._fail_acks(actor, StaleVersion(
                     f"the store holds a newer version of {actor.name!r} than "
                     f"v{write.expected_version}; its unsaved changes were discarded and it was "
                     "reloaded"))
@@ -267,7 +296,8 @@ class Pipeline:
             else:
                 actor.stored_version = write.version
                 self._attempted.pop(write.name, None)
-                self._release_waiters(actor.name, write.version)
+                if actor.acks:
+                    self._release_acks(actor)
 
     async def _own_writes(self, refused: list[str]) -> dict[str, int]:
         """Of the refused subjects, those whose stored snapshot is one this writer attempted
@@ -285,25 +315,27 @@ class Pipeline:
                     landed[name] = w.version
         return landed
 
-    def _release_waiters(self, name: str, version: int) -> None:
-        waiters = self._waiters.get(name)
-        if not waiters:
-            return
-        keep = []
-        for waiter in waiters:
-            fut = waiter[1]
-            if waiter[0] <= version:
+    def _release_acks(self, actor: Actor) -> None:
+        """Resolve the acknowledgements the actor's stored version now covers."""
+        stored = actor.stored_version
+        keep = None
+        for ack in actor.acks or ():
+            if ack[0] <= stored:
+                fut = ack[1]
                 if not fut.done():
-                    fut.set_result(None)
+                    fut.set_result(ack[2])
+            elif keep is None:
+                keep = [ack]
             else:
-                keep.append(waiter)
-        if keep:
-            self._waiters[name] = keep
-        else:
-            del self._waiters[name]
+                keep.append(ack)
+        actor.acks = keep
+        if keep is None:
+            self._acking.pop(id(actor), None)
 
-    def _fail_waiters(self, name: str, error: BaseException) -> None:
-        for _, fut, _, _ in self._waiters.pop(name, ()):
+    def _fail_acks(self, actor: Actor, error: BaseException) -> None:
+        acks, actor.acks = actor.acks, None
+        self._acking.pop(id(actor), None)
+        for _, fut, _, _, _ in acks or ():
             if not fut.done():
                 fut.set_exception(error)
 

@@ -11,7 +11,7 @@ from actors import normalize
 from actors._state import check_property_name
 from actors._values import PLAIN_TYPES
 
-from ._actor import DELETE, DELETE_EXT, GET, GET_EXT, READ, SET, SET_EXT, Message
+from ._actor import DELETE, DELETE_EXT, GET, GET_EXT, PATCH, READ, SET, SET_EXT, Message
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -63,7 +63,16 @@ class SubjectRef:
     async def patch(self, values: Mapping[str, Any], *, extra: Any = None,
                     durable: bool | None = None) -> int:
         """Set several properties in one turn; returns the subject's new version."""
-        version: int = await self._rt._patch(self.name, values, extra, durable)
+        if values.__class__ is not dict and not isinstance(values, Mapping):
+            raise TypeError(f"patch takes a mapping of property names to values, not {values!r}")
+        checked = {}
+        for prop, value in values.items():
+            if prop.__class__ is not str or not prop:
+                check_property_name(prop)
+            checked[prop] = value if value.__class__ in PLAIN_TYPES or callable(value) \
+                else normalize(value)  # refuse what cannot be stored here, at the caller
+        version: int = await self._rt._call(self.name, Message(PATCH, "", checked, extra), None,
+                                            durable, write=True)
         return version
 
     async def delete(self, prop: str, *, extra: Any = None, durable: bool | None = None) -> bool:

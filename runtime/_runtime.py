@@ -14,7 +14,7 @@ import asyncio
 import logging
 import random
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from inspect import isawaitable
 from typing import Any, TypeVar
 
@@ -30,10 +30,9 @@ from actors import (
     Middleware,
     Registry,
     check_subject_name,
-    normalize,
 )
 from actors._behaviours import SKIPPED, Predicate, call_handler
-from actors._state import CascadeEvent, check_property_name
+from actors._state import CascadeEvent
 from actors._values import copy_value
 from storage import Snapshot, SnapshotStore, StoreUnavailable, open_store
 
@@ -367,15 +366,6 @@ class Runtime:
 
     # -- messages from references --------------------------------------------------------------
 
-    async def _patch(self, name: str, values: Mapping[str, Any], extra: Any,
-                     durable: bool | None) -> Any:
-        if not isinstance(values, Mapping):
-            raise TypeError(f"patch takes a mapping of property names to values, not {values!r}")
-        checked = {check_property_name(k): v if callable(v) else normalize(v)
-                   for k, v in values.items()}
-        return await self._call(name, Message(PATCH, "", checked, extra), None, durable,
-                                write=True)
-
     async def _read(self, name: str, kind: int, prop: str, default: Any) -> Any:
         return await self._call(name, Message(kind, prop, default), None)
 
@@ -453,10 +443,6 @@ class Runtime:
                 result = await fut
             finally:
                 timer.cancel()
-        if msg.durable:
-            result, actor, version, discarded = result
-            await self._running_pipeline().durable(actor, version, self.durable_timeout,
-                                                   discarded=discarded)
         return result
 
     async def _turn_within(self, actor: Actor, msg: Message, timeout: float) -> None:
@@ -617,7 +603,7 @@ class Runtime:
     def _after_inline(self, actor: Actor) -> None:
         """After a turn run in the caller's task: messages that arrived meanwhile (or a pending
         restart) go to a worker, in order; otherwise the actor is idle again."""
-        if self._has_work(actor):
+        if (actor.mailbox or actor.trouble is not None) and self._has_work(actor):
             if actor.mailbox is None:
                 actor.mailbox = deque()
             self._scheduler.schedule(actor)  # still busy: a worker takes over
@@ -794,8 +780,12 @@ class Runtime:
         if fut is not None and not fut.done():
             if kind == PATCH:
                 result = actor.version
-            fut.set_result((result, actor, actor.version, actor.discarded)
-                           if msg.durable else result)
+            if msg.durable:  # the caller hears back once the snapshot is stored
+                assert self._pipeline is not None
+                self._pipeline.acknowledge(actor, actor.version, fut, result,
+                                           self.durable_timeout)
+            else:
+                fut.set_result(result)
 
     def _notify(self, actor: Actor, events: list[CascadeEvent]) -> None:
         version = actor.version
