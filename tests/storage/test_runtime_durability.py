@@ -9,6 +9,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from runtime import NotDurable, Runtime, StaleVersion
-from storage import SnapshotStore
+from storage import SnapshotStore, SQLiteStore
 from storage.postgres import PostgresStore
 from storage.redis import RedisStore
 from tests.faultproxy import FaultProxy
@@ -114,6 +115,36 @@ async def test_redis_outage_is_ridden_out(redis_url: str, redis_prefix: str,
         await outage(redis_proxy, proxied, direct)
     finally:
         await direct.close()
+
+
+async def test_sqlite_locked_by_another_writer_is_ridden_out(tmp_path: Path) -> None:
+    """Another connection holding SQLite's write lock must not freeze the event loop (statements
+    run on it): writes fail at once, the pipeline retries, and the loop keeps serving."""
+    path = str(tmp_path / "locked.db")
+    async with Runtime(SQLiteStore(path), passivate_after=None, flush_delay=0.002,
+                       durable_timeout=0.5) as rt:
+        dev = rt.subject("dev:locked")
+        await dev.set("n", 1, durable=True)
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # the write lock, held
+        try:
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            await dev.set("n", 2)  # acknowledged in memory
+            with pytest.raises(NotDurable, match=r"not committed within 0\.5 s.*locked"):
+                await dev.set("n", 3, durable=True)
+            assert loop.time() - began < 2.0  # the loop was never stuck waiting for the lock
+            assert await dev.get("n") == 3
+            assert other.execute("SELECT version FROM subjects").fetchall() == [(1,)]
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        async with asyncio.timeout(15):
+            await rt.flush()
+        await dev.set("n", 4, durable=True)
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version, properties FROM subjects").fetchall() == [
+            (4, '{"n":4}')]
 
 
 async def test_two_runtimes_on_postgres_never_overwrite_each_other(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
@@ -16,11 +17,11 @@ async def test_sqlite_schema_version(tmp_path: Path) -> None:
     path = str(tmp_path / "state.db")
     store = SQLiteStore(path)
     await store.open()
-    assert await store._call(
-        lambda db: db.execute("SELECT version FROM subjects_schema").fetchall()
-    ) == [(sqlite.SCHEMA_VERSION,)]
-    await store._call(lambda db: db.execute("UPDATE subjects_schema SET version = 99"))
     await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version FROM subjects_schema").fetchall() == [
+            (sqlite.SCHEMA_VERSION,)]
+        db.execute("UPDATE subjects_schema SET version = 99")
     with pytest.raises(StoreUnavailable, match=r"schema version 99.*upgrade subjects"):
         await SQLiteStore(path).open()
 
