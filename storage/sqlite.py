@@ -11,17 +11,22 @@ thread, 2.7 ms and 10-34 ms, and the peak rate rose by a quarter. A batch is one
 one or two statements (a batch travels as one JSON parameter, unpacked by `json_each`), about a
 millisecond per few hundred rows plus the commit's fsync.
 
-Nothing here may block the loop for long, so there is no busy timeout: when another process
-holds the write lock (this file shared with another runtime, or someone's open transaction),
-the call fails at once with `StoreUnavailable` and the persistence pipeline retries with
-backoff, without stopping the runtime.
+Nothing here may block the loop for long. There is no busy timeout: when another process holds
+the write lock (this file shared with another runtime, or someone's open transaction), the call
+fails at once with `StoreUnavailable` and the persistence pipeline retries with backoff. And
+checkpoints (copying the WAL into the database file, with its own fsync) are not left to the
+commit that crosses SQLite's threshold, which stalled the loop for 15-50 ms each time: a thread
+with a connection of its own runs them in the background (PASSIVE: never in the writer's way).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import msgspec
@@ -29,6 +34,8 @@ import msgspec
 from ._protocol import Delete, Snapshot, StoreUnavailable, Write
 
 T = TypeVar("T")
+log = logging.getLogger("subjects.storage")
+CHECKPOINT_EVERY = 0.5  # seconds between background checkpoints while writes go on
 
 SCHEMA_VERSION = 1
 OLDEST_SQLITE = (3, 33, 0)  # UPDATE ... FROM
@@ -67,6 +74,9 @@ class SQLiteStore:
     def __init__(self, path: str) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
+        self._checkpointer: ThreadPoolExecutor | None = None
+        self._checkpoint: asyncio.Future[None] | None = None  # the one running, if any
+        self._checkpointed_at = 0.0
 
     def __repr__(self) -> str:
         return f"<SQLiteStore {self.path!r}>"
@@ -93,6 +103,7 @@ class SQLiteStore:
             db = sqlite3.connect(self.path, isolation_level=None, timeout=0)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA wal_autocheckpoint=0")  # see _maybe_checkpoint
             db.executescript(_SCHEMA)
             row = db.execute("SELECT version FROM subjects_schema").fetchone()
             if row is None:
@@ -109,11 +120,34 @@ class SQLiteStore:
                 raise
             raise StoreUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from exc
         self._db = db
+        self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="subjects-checkpoint")
 
     async def close(self) -> None:
         db, self._db = self._db, None
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if self._checkpoint is not None:
+            await asyncio.wait([self._checkpoint])
+        if checkpointer is not None:
+            checkpointer.shutdown()
         if db is not None:
-            db.close()
+            db.close()  # the last connection to close checkpoints what is left
+
+    def _maybe_checkpoint(self) -> None:
+        """After a commit: start a background checkpoint if none ran for CHECKPOINT_EVERY."""
+        now = time.monotonic()
+        if self._checkpoint is not None or self._checkpointer is None or \
+                now - self._checkpointed_at < CHECKPOINT_EVERY:
+            return
+        self._checkpointed_at = now
+        self._checkpoint = asyncio.get_running_loop().run_in_executor(
+            self._checkpointer, _checkpoint, self.path)
+        self._checkpoint.add_done_callback(self._checkpoint_done)
+
+    def _checkpoint_done(self, done: asyncio.Future[None]) -> None:
+        self._checkpoint = None
+        if not done.cancelled() and done.exception() is not None:
+            log.warning("background checkpoint of %s failed (retried later): %s", self.path,
+                        done.exception())
 
     async def ping(self) -> None:
         self._call(lambda db: db.execute("SELECT 1").fetchone())
@@ -159,7 +193,9 @@ class SQLiteStore:
                 raise
             return refused
 
-        return self._call(save)
+        refused = self._call(save)
+        self._maybe_checkpoint()
+        return refused
 
     async def delete_many(self, deletes: Sequence[Delete]) -> list[str]:
         def delete(db: sqlite3.Connection) -> list[str]:
@@ -182,3 +218,15 @@ class SQLiteStore:
             return refused
 
         return self._call(delete)
+
+
+def _checkpoint(path: str) -> None:
+    """Copy what the WAL holds into the database file, without waiting for or blocking anyone.
+    A connection per checkpoint: it runs at most every CHECKPOINT_EVERY, and holds nothing
+    open between them."""
+    db = sqlite3.connect(path, isolation_level=None, timeout=0)
+    try:
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    finally:
+        db.close()

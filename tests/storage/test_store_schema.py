@@ -78,3 +78,24 @@ async def test_postgres_state_is_queryable_jsonb(postgres_url: str, postgres_tab
 def test_postgres_table_must_be_an_identifier() -> None:
     with pytest.raises(ValueError, match="identifier"):
         PostgresStore("postgresql://", table="subjects; DROP TABLE x")
+
+
+async def test_sqlite_checkpoints_in_the_background(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer never checkpoints (that would stall the event loop); a background thread
+    copies the WAL into the database file."""
+    monkeypatch.setattr(sqlite, "CHECKPOINT_EVERY", 0.0)
+    path = str(tmp_path / "state.db")
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        body = msgspec.json.encode({"n": 1})
+        assert await store.save_many([Write("a", 0, 1, body, b"{}")]) == []
+        assert store._checkpoint is not None  # started by that commit, not run by it
+        await store._checkpoint
+        # immutable=1 reads the database file alone, ignoring the WAL.
+        with sqlite3.connect(f"file:{path}?immutable=1", uri=True) as main_file:
+            assert main_file.execute("SELECT name, version FROM subjects").fetchall() == [
+                ("a", 1)]
+    finally:
+        await store.close()
