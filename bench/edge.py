@@ -10,9 +10,12 @@ request when the previous answer arrives, and WebSocket connections, each keepin
 unacknowledged messages in flight. Phases alternate bare / edge twice so that drift on a shared
 machine hits both sides alike. Measured:
 - HTTP tell: `POST /subjects/bench:<i>/events/ping` (202 once in the mailbox; the turns run in
-  the same server process), vs the bare endpoint;
+  the same server process), vs the bare endpoint. The phase's time runs until every one of its
+  turns is done (one ask per subject at its end, queued behind its pings), so that no phase
+  leaves its turns to the next;
 - HTTP ask: the same with `?reply=true` (the answer comes after the turn), vs the bare endpoint;
-- WebSocket: `tell` messages with an id, each acknowledged once in the mailbox, vs `/bare-ws`.
+- WebSocket: `tell` messages with an id, each acknowledged once in the mailbox, vs `/bare-ws`;
+  its time too runs until its turns are done.
 Finally the server's counts are checked against the acknowledged messages.
 
 Run: python bench/edge.py [--seconds 5] [--quick]   (about 70 s by default)
@@ -103,7 +106,8 @@ def request(path: str) -> bytes:
             f"content-length: {len(body)}\r\n\r\n").encode() + body
 
 
-async def http_phase(port: int, paths: list[str], seconds: float, result: Result) -> None:
+async def http_phase(port: int, paths: list[str], seconds: float, result: Result,
+                     settle: bool = False) -> None:
     async def connection(i: int, deadline: float) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         message = request(paths[i % len(paths)])
@@ -121,6 +125,8 @@ async def http_phase(port: int, paths: list[str], seconds: float, result: Result
 
     began = time.perf_counter()
     await asyncio.gather(*(connection(i, began + seconds) for i in range(HTTP_CONNECTIONS)))
+    if settle:
+        await total_count(port)
     result.seconds += time.perf_counter() - began
 
 
@@ -157,6 +163,8 @@ async def ws_phase(port: int, path: str, edge: bool, seconds: float, result: Res
 
     began = time.perf_counter()
     await asyncio.gather(*(connection(i, began + seconds) for i in range(WS_CONNECTIONS)))
+    if edge:
+        await total_count(port)
     result.seconds += time.perf_counter() - began
 
 
@@ -183,7 +191,7 @@ async def measure(port: int, seconds: float) -> None:
     await http_phase(port, tell_paths, 1.0, Result("warm-up"))
     for _ in range(2):
         await http_phase(port, bare_paths, seconds, results["http bare"])
-        await http_phase(port, tell_paths, seconds, results["http tell"])
+        await http_phase(port, tell_paths, seconds, results["http tell"], settle=True)
         await http_phase(port, ask_paths, seconds, results["http ask"])
         await ws_phase(port, "/bare-ws", False, seconds, results["ws bare"])
         await ws_phase(port, "/ws", True, seconds, results["ws tell"])

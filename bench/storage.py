@@ -12,6 +12,11 @@ For SQLite, PostgreSQL and Redis in turn:
 3. latency: the same at half the measured peak rate, arrivals on a fixed schedule (open loop),
    reporting p50/p99 acknowledgement latency.
 
+Also, once: the asyncio floor of the peak phase's shape, SENDERS tasks each awaiting one future
+per update, resolved in batches of BATCH, with no actor and no database. No design where each
+update has an awaiting caller goes faster on this interpreter; its ratio to a ceiling bounds
+what the runtime's ratio can be.
+
 Targets: peak >= 0.7 of the raw ceiling; p99 < 20 ms at half the peak rate.
 Run: python bench/storage.py [--quick] [--only sqlite,postgres,redis]
 """
@@ -164,13 +169,45 @@ async def through_runtime(make: Callable[[], SnapshotStore], n: int,
         return time.perf_counter() - t0, latencies, activation
 
 
+async def asyncio_floor(n: int) -> float:
+    """Updates/s of SENDERS tasks that each await one future per update, the futures resolved
+    BATCH at a time: the peak phase without the runtime and without a database."""
+    loop = asyncio.get_running_loop()
+    pending: list[asyncio.Future[None]] = []
+    state: dict[int, dict[str, object]] = {}
+    running = True
+
+    async def flusher() -> None:
+        while running:
+            await asyncio.sleep(0)
+            batch = pending[:BATCH]
+            del pending[:BATCH]
+            for fut in batch:
+                fut.set_result(None)
+
+    async def sender(k: int) -> None:
+        for i in range(k, n, SENDERS):
+            state[i] = {"v": i, "health": "ok"}
+            fut = loop.create_future()
+            pending.append(fut)
+            await fut
+
+    flushing = asyncio.create_task(flusher())
+    t0 = time.perf_counter()
+    await asyncio.gather(*(sender(k) for k in range(SENDERS)))
+    elapsed = time.perf_counter() - t0
+    running = False
+    await flushing
+    return n / elapsed
+
+
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
 async def bench(name: str, make: Callable[[], SnapshotStore],
                 raw: Callable[[], Awaitable[float]], reset: Callable[[], Awaitable[None]],
-                n: int) -> None:
+                n: int, floor: float) -> None:
     await reset()
     raw_time = await raw()
     await reset()
@@ -186,7 +223,8 @@ async def bench(name: str, make: Callable[[], SnapshotStore],
           f"{percentile(peak_lat, 50) * 1e3:.1f} ms p99 {percentile(peak_lat, 99) * 1e3:.1f} ms"
           f" | at {peak / 2:,.0f}/s (half peak) p50 {percentile(half_lat, 50) * 1e3:.1f} ms p99 "
           f"{percentile(half_lat, 99) * 1e3:.1f} ms (target < 20 ms) | activation of all "
-          f"{n / activation:,.0f}/s", flush=True)
+          f"{n / activation:,.0f}/s | asyncio floor = {floor / ceiling:.2f} of ceiling",
+          flush=True)
 
 
 async def main() -> None:
@@ -199,6 +237,9 @@ async def main() -> None:
     data = rows(n)
     print(f"{n:,} subjects, batches of {BATCH}, {SENDERS} senders, load average "
           f"{os.getloadavg()[0]:.2f}", flush=True)
+    floor = await asyncio_floor(n)
+    print(f"asyncio floor (one awaited future per update, no actor, no database): "
+          f"{floor:,.0f} updates/s", flush=True)
     only = args.only.split(",")
     if "sqlite" in only:
         with tempfile.TemporaryDirectory() as tmp:
@@ -212,7 +253,7 @@ async def main() -> None:
 
             await bench("sqlite", lambda: SQLiteStore(path),
                         lambda: raw_sqlite(f"{tmp}/raw{next(counter)}.db", data),
-                        reset_sqlite, n)
+                        reset_sqlite, n, floor)
     if "postgres" in only:
         async def reset_pg() -> None:
             con = await asyncpg.connect(PG_URL)
@@ -221,7 +262,7 @@ async def main() -> None:
 
         store = PostgresStore(PG_URL, table="bench_subjects")
         await bench("postgres", lambda: PostgresStore(PG_URL, table="bench_subjects"),
-                    lambda: raw_postgres(data, store.write_concurrency), reset_pg, n)
+                    lambda: raw_postgres(data, store.write_concurrency), reset_pg, n, floor)
     if "redis" in only:
         async def reset_redis() -> None:
             client = aioredis.Redis.from_url(REDIS_URL)
@@ -231,7 +272,7 @@ async def main() -> None:
             await client.aclose()
 
         await bench("redis", lambda: RedisStore(REDIS_URL, prefix="benchrt:"),
-                    lambda: raw_redis(data), reset_redis, n)
+                    lambda: raw_redis(data), reset_redis, n, floor)
 
 
 if __name__ == "__main__":

@@ -4,15 +4,18 @@ delays) goes through one `Clock`, so that tests can substitute virtual time."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
 
 class Clock:
-    """Real time, from the running event loop."""
+    """Real time: the monotonic clock, which the event loop's timers also run on."""
 
     def now(self) -> float:
-        return asyncio.get_running_loop().time()
+        # Not `asyncio.get_running_loop().time()`: finding the running loop checks the process
+        # id, a system call on some virtual machines (measured: 0.3 us of the 0.5 us it took).
+        return time.monotonic()
 
     async def sleep(self, delay: float) -> None:
         await asyncio.sleep(delay)
