@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import statistics
 import subprocess
@@ -77,6 +78,7 @@ def serve(port: int) -> None:
     app = create_app(rt, EdgeConfig(port=port, access_log=False))
     app.router.routes[:0] = [Route("/bare/{name}/events/{event_type}", bare, methods=["POST"]),
                              WebSocketRoute("/bare-ws", bare_ws)]
+    gc.freeze()  # as `subjects serve` does once the application is loaded
     run(EdgeServer(app, log_level="warning").serve())
 
 
