@@ -106,7 +106,7 @@ class PostgresStore:
         url: str,
         *,
         table: str = "subjects",
-        min_size: int = 1,
+        min_size: int | None = None,
         max_size: int = 4,
         timeout: float = 10.0,
     ) -> None:
@@ -114,7 +114,10 @@ class PostgresStore:
             raise ValueError(f"table must be a plain SQL identifier, not {table!r}")
         self.url = url
         self.table = table
-        self.min_size = min_size
+        # All connections open from the start by default: the runtime writes up to max_size
+        # batches at once, and a batch that must wait for a new connection (and the first
+        # preparation of its statement) took 40-50 ms instead of 1-2.
+        self.min_size = max_size if min_size is None else min_size
         self.max_size = max_size
         # Batches the runtime may write at once: one per pooled connection. Group commit on
         # several connections is how PostgreSQL goes past one connection's fsync rate.
@@ -129,7 +132,8 @@ class PostgresStore:
         self._load_sql = f"SELECT name, version, properties, ext FROM {table} WHERE name = ANY($1)"
         # expected 0 means "must not exist": those rows are inserted, an existing row wins and
         # the write is refused. The others update only a row still at the expected version
-        # (re-checked after waiting on a concurrent writer). Both in one statement.
+        # (re-checked after waiting on a concurrent writer). Both in one statement, which
+        # answers with the refused names only (usually none: nothing to send back and decode).
         self._save_sql = f"""
             WITH w AS (
                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::jsonb[],
@@ -147,7 +151,8 @@ class PostgresStore:
                 ON CONFLICT (name) DO NOTHING
                 RETURNING name
             )
-            SELECT name FROM updated UNION ALL SELECT name FROM inserted
+            SELECT name FROM w
+            WHERE name NOT IN (SELECT name FROM updated UNION ALL SELECT name FROM inserted)
         """
         # All parts of a statement see the same snapshot: `s` below still holds the deleted
         # rows, so "present but not deleted" is exactly the refused set; absent names are not.
@@ -191,10 +196,29 @@ class PostgresStore:
         self._pool = pool
         try:
             await self._call("creating the schema", self._migrate)
+            await self._prepare_all(pool)
         except BaseException:
             self._pool = None
             pool.terminate()
             raise
+
+    async def _prepare_all(self, pool: asyncpg.Pool) -> None:
+        """Prepare the load and save statements on every open connection (asyncpg caches
+        them per connection), with empty batches: the first real ones find them ready."""
+        async def prepare(con: asyncpg.Connection) -> None:
+            await con.fetch(self._load_sql, [])
+            await con.fetch(self._save_sql, [], [], [], [], [])
+
+        try:
+            async with asyncio.timeout(self.timeout):
+                held = [await pool.acquire() for _ in range(pool.get_size())]
+                try:
+                    await asyncio.gather(*(prepare(con) for con in held))
+                finally:
+                    for con in held:
+                        await pool.release(con)
+        except _TRANSIENT as exc:
+            raise self._unavailable("preparing statements", exc) from exc
 
     async def _migrate(self, con: asyncpg.Connection) -> None:
         versions = f"{self.table}_schema"
@@ -270,8 +294,10 @@ class PostgresStore:
         rows: list[Any] = await self._call(
             "save", lambda con: con.fetch(self._save_sql, *args)
         )
-        written = {r[0] for r in rows}
-        return [w.name for w in writes if w.name not in written]
+        if not rows:
+            return []
+        refused = {r[0] for r in rows}
+        return [w.name for w in writes if w.name in refused]
 
     async def delete_many(self, deletes: Sequence[Delete]) -> list[str]:
         if not deletes:
