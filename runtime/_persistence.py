@@ -66,6 +66,7 @@ class Pipeline:
         self._gathering: asyncio.Future[None] | None = None
         self._expiry: Any = None  # the timer of the next sweep for overdue acknowledgements
         self._expiry_at = INFINITY
+        self._stopped = False  # nothing is written any more: acknowledgements fail at once
         self.failures = 0  # consecutive failed batches
         self.last_error: BaseException | None = None
         self.batches = 0
@@ -84,8 +85,10 @@ class Pipeline:
         await asyncio.gather(*(t for t in (self._task, *self._writers) if t is not None),
                              return_exceptions=True)
         self._task = None
+        self._stopped = True
         if self._expiry is not None:
             self._expiry.cancel()
+        self._expiry, self._expiry_at, self._earliest = None, INFINITY, INFINITY
         for actor in list(self._acking.values()):
             self._fail_acks(actor, NotDurable("the runtime stopped before the write"))
 
@@ -109,6 +112,9 @@ class Pipeline:
         acknowledgement is what it costs."""
         if actor.stored_version >= version:
             fut.set_result(result)
+            return
+        if self._stopped:  # a turn that outlived the runtime's shutdown
+            fut.set_exception(NotDurable("the runtime stopped before the write"))
             return
         if timeout is None:
             deadline = INFINITY

@@ -204,21 +204,17 @@ class PostgresStore:
 
     async def _prepare_all(self, pool: asyncpg.Pool) -> None:
         """Prepare the load and save statements on every open connection (asyncpg caches
-        them per connection), with empty batches: the first real ones find them ready."""
-        async def prepare(con: asyncpg.Connection) -> None:
-            await con.fetch(self._load_sql, [])
-            await con.fetch(self._save_sql, [], [], [], [], [])
+        them per connection), with empty batches: the first real ones find them ready. On
+        failure the caller terminates the pool, connections held here included."""
+        async def prepare() -> None:
+            held = [await pool.acquire() for _ in range(pool.get_size())]
+            for con in held:
+                await con.fetch(self._load_sql, [])
+                await con.fetch(self._save_sql, [], [], [], [], [])
+            for con in held:
+                await pool.release(con)
 
-        try:
-            async with asyncio.timeout(self.timeout):
-                held = [await pool.acquire() for _ in range(pool.get_size())]
-                try:
-                    await asyncio.gather(*(prepare(con) for con in held))
-                finally:
-                    for con in held:
-                        await pool.release(con)
-        except _TRANSIENT as exc:
-            raise self._unavailable("preparing statements", exc) from exc
+        await self._guarded("preparing statements", prepare())
 
     async def _migrate(self, con: asyncpg.Connection) -> None:
         versions = f"{self.table}_schema"
@@ -254,8 +250,9 @@ class PostgresStore:
         pool = self._pool
         if pool is None:
             raise StoreUnavailable(f"{self!r} is not open")
-        try:
-            async with asyncio.timeout(self.timeout), pool.acquire() as con:
+
+        async def on_connection() -> T:
+            async with pool.acquire() as con:
                 try:
                     return await fn(con)
                 except asyncio.CancelledError:
@@ -263,6 +260,15 @@ class PostgresStore:
                     # instead of letting the release wait for the server to confirm a cancel.
                     con.terminate()
                     raise
+
+        return await self._guarded(what, on_connection())
+
+    async def _guarded(self, what: str, work: Awaitable[T]) -> T:
+        """`work` within `timeout`, its failures as StoreUnavailable (worth retrying) or
+        StoreError (not)."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await work
         except _PERMANENT as exc:
             raise StoreError(f"PostgreSQL {self._where}: {what} failed: {exc}") from exc
         except _TRANSIENT as exc:

@@ -11,18 +11,23 @@ thread, 2.7 ms and 10-34 ms, and the peak rate rose by a quarter. A batch is one
 one or two statements (a batch travels as one JSON parameter, unpacked by `json_each`), about a
 millisecond per few hundred rows plus the commit's fsync.
 
-Nothing here may block the loop for long. There is no busy timeout: when another process holds
-the write lock (this file shared with another runtime, or someone's open transaction), the call
-fails at once with `StoreUnavailable` and the persistence pipeline retries with backoff. And
-checkpoints (copying the WAL into the database file, with its own fsync) are not left to the
-commit that crosses SQLite's threshold, which stalled the loop for 15-50 ms each time: a thread
-with a connection of its own runs them in the background (PASSIVE: never in the writer's way).
+Nothing here may block the loop for long. There is no busy timeout: when the write lock is held
+elsewhere, a write waits for it without blocking, by trying again every millisecond for up to
+BUSY_WAIT, then fails with `StoreUnavailable` (another runtime on this file, someone's open
+transaction) and the persistence pipeline retries with backoff. And checkpoints (copying the WAL
+into the database file, with its own fsync) are not left to the commit that crosses SQLite's
+threshold, which stalled the loop for 15-50 ms each time: a thread with a connection of its own
+runs them in the background. PASSIVE ones never get in the writer's way, but under continuous
+writes they never find the WAL all copied, and it is restarted only then: once it passes
+WAL_LIMIT, writes pause (without blocking the loop) while the thread copies the few frames
+written since and empties it (TRUNCATE).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +41,9 @@ from ._protocol import Delete, Snapshot, StoreUnavailable, Write
 T = TypeVar("T")
 log = logging.getLogger("subjects.storage")
 CHECKPOINT_EVERY = 0.5  # seconds between background checkpoints while writes go on
+WAL_LIMIT = 32 << 20  # bytes of WAL past which a checkpoint restarts it from the beginning
+BUSY_WAIT = 0.1  # seconds a write waits for a write lock held elsewhere
+_SQLITE_BUSY = 5
 
 SCHEMA_VERSION = 1
 OLDEST_SQLITE = (3, 33, 0)  # UPDATE ... FROM
@@ -77,17 +85,24 @@ class SQLiteStore:
         self._checkpointer: ThreadPoolExecutor | None = None
         self._checkpoint: asyncio.Future[None] | None = None  # the one running, if any
         self._checkpointed_at = 0.0
+        self._abspath = os.path.abspath(path)  # for the checkpoint thread, whatever the cwd
+        self._restarting = False  # a TRUNCATE checkpoint runs: writes wait for it
 
     def __repr__(self) -> str:
         return f"<SQLiteStore {self.path!r}>"
 
-    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._db is None:
-            raise StoreUnavailable(f"{self!r} is not open")
-        try:
-            return fn(self._db)
-        except sqlite3.OperationalError as exc:  # locked, disk full, I/O error: transient
-            raise StoreUnavailable(f"SQLite {self.path!r}: {exc}") from exc
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BUSY_WAIT
+        while True:
+            if self._db is None:
+                raise StoreUnavailable(f"{self!r} is not open")
+            try:
+                return fn(self._db)
+            except sqlite3.OperationalError as exc:  # locked, disk full, I/O error: transient
+                if exc.sqlite_errorcode != _SQLITE_BUSY or loop.time() > deadline:
+                    raise StoreUnavailable(f"SQLite {self.path!r}: {exc}") from exc
+            await asyncio.sleep(0.001)  # the lock is held elsewhere: let the loop run meanwhile
 
     async def open(self) -> None:
         if self._db is not None:
@@ -99,8 +114,9 @@ class SQLiteStore:
                 "libsqlite3)")
         db = None
         try:
-            # timeout=0: no busy wait (see above), not the module's default of 5 s.
-            db = sqlite3.connect(self.path, isolation_level=None, timeout=0)
+            # Waiting for a lock is allowed while opening (nothing is served yet: runtimes
+            # starting together on one new file), never after (see above).
+            db = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA wal_autocheckpoint=0")  # see _maybe_checkpoint
@@ -113,6 +129,7 @@ class SQLiteStore:
                     f"{self.path!r} has schema version {row[0]}; this version of subjects "
                     f"understands up to {SCHEMA_VERSION}: upgrade subjects"
                 )
+            db.execute("PRAGMA busy_timeout=0")
         except (sqlite3.Error, StoreUnavailable) as exc:
             if db is not None:
                 db.close()
@@ -139,18 +156,39 @@ class SQLiteStore:
                 now - self._checkpointed_at < CHECKPOINT_EVERY:
             return
         self._checkpointed_at = now
-        self._checkpoint = asyncio.get_running_loop().run_in_executor(
-            self._checkpointer, _checkpoint, self.path)
-        self._checkpoint.add_done_callback(self._checkpoint_done)
+        self._start_checkpoint("PASSIVE")
 
-    def _checkpoint_done(self, done: asyncio.Future[None]) -> None:
+    def _start_checkpoint(self, mode: str) -> None:
+        assert self._checkpointer is not None
+        checkpoint = asyncio.get_running_loop().run_in_executor(
+            self._checkpointer, _checkpoint, self._abspath, mode)
+        checkpoint.add_done_callback(lambda done: self._checkpoint_done(done, mode))
+        self._checkpoint = checkpoint
+
+    def _checkpoint_done(self, done: asyncio.Future[None], mode: str) -> None:
         self._checkpoint = None
-        if not done.cancelled() and done.exception() is not None:
+        self._restarting = False
+        if done.cancelled():
+            return
+        if done.exception() is not None:
             log.warning("background checkpoint of %s failed (retried later): %s", self.path,
                         done.exception())
+            return
+        # A PASSIVE checkpoint under continuous writes leaves the frames written meanwhile,
+        # and the WAL grows. Past its limit, writes wait for a TRUNCATE of those few frames.
+        wal = self._abspath + "-wal"
+        if mode == "PASSIVE" and self._checkpointer is not None and os.path.exists(wal) and \
+                os.path.getsize(wal) > WAL_LIMIT:
+            self._restarting = True
+            self._start_checkpoint("TRUNCATE")
+
+    async def _writable(self) -> None:
+        """Wait while the checkpoint thread restarts the WAL (writes must leave it the lock)."""
+        while self._restarting and self._checkpoint is not None:
+            await asyncio.wait([self._checkpoint])
 
     async def ping(self) -> None:
-        self._call(lambda db: db.execute("SELECT 1").fetchone())
+        await self._call(lambda db: db.execute("SELECT 1").fetchone())
 
     async def load_many(self, names: Sequence[str]) -> dict[str, Snapshot]:
         keys = _encode_rows(names)
@@ -158,7 +196,7 @@ class SQLiteStore:
         def load(db: sqlite3.Connection) -> str:
             return str(db.execute(_LOAD, (keys,)).fetchone()[0])
 
-        rows = _decode_rows(self._call(load))
+        rows = _decode_rows(await self._call(load))
         return {name: Snapshot(name, version, props.encode(), ext.encode())
                 for name, version, props, ext in rows}
 
@@ -193,7 +231,8 @@ class SQLiteStore:
                 raise
             return refused
 
-        refused = self._call(save)
+        await self._writable()
+        refused = await self._call(save)
         self._maybe_checkpoint()
         return refused
 
@@ -213,20 +252,25 @@ class SQLiteStore:
                         refused.append(d.name)
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
             return refused
 
-        return self._call(delete)
+        await self._writable()
+        refused = await self._call(delete)
+        self._maybe_checkpoint()
+        return refused
 
 
-def _checkpoint(path: str) -> None:
-    """Copy what the WAL holds into the database file, without waiting for or blocking anyone.
-    A connection per checkpoint: it runs at most every CHECKPOINT_EVERY, and holds nothing
-    open between them."""
-    db = sqlite3.connect(path, isolation_level=None, timeout=0)
+def _checkpoint(path: str, mode: str) -> None:
+    """Run one checkpoint, PASSIVE (copy what the WAL holds into the database file, blocking
+    nobody) or TRUNCATE (also empty the WAL; the writer waits meanwhile, see above). A
+    connection per checkpoint: it runs at most every CHECKPOINT_EVERY, and holds nothing open
+    between them."""
+    db = sqlite3.connect(path, isolation_level=None, timeout=1.0)
     try:
         db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        db.execute(f"PRAGMA wal_checkpoint({mode})")
     finally:
         db.close()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 
-from runtime import Backoff, Runtime, RuntimeNotRunning, SubjectStopped
+from actors import PROPERTY_CHANGED
+from runtime import Backoff, NotDurable, Runtime, RuntimeNotRunning, SubjectStopped
 from storage import MemoryStore, StoreUnavailable
 
 
@@ -113,3 +116,51 @@ async def test_a_shutdown_during_an_activation_answers_the_waiting_caller():
     with pytest.raises(RuntimeNotRunning):
         await asyncio.wait_for(pending, 2)
     assert rt.stats()["busy"] == 0
+
+
+async def test_a_durable_write_committed_after_shutdown_gave_up_is_answered():
+    """An inline turn still running when `close` gives up commits into a stopped pipeline: its
+    caller must hear at once that the write is not durable, not wait forever."""
+
+    class StuckStore(MemoryStore):
+        async def save_many(self, writes):  # type: ignore[no-untyped-def]
+            await asyncio.Event().wait()  # the store never answers
+
+    rt = Runtime(StuckStore(), passivate_after=None, flush_delay=0, durable_timeout=1.0,
+                 shutdown_timeout=0.2)
+
+    @rt.on(PROPERTY_CHANGED, subject="slow")
+    async def slow(ctx):
+        await asyncio.sleep(0.5)  # the turn is still running when close() gives up
+
+    await rt.start()
+    await rt.subject("slow").get("x")
+    await rt.subject("other").get("x")
+    pending = asyncio.create_task(rt.subject("other").set("x", 1, durable=True))
+    late = asyncio.create_task(rt.subject("slow").set("x", 1, durable=True))
+    await asyncio.sleep(0.05)
+    await rt.close()
+    with pytest.raises(NotDurable, match="stopped before the write"):
+        await pending
+    async with asyncio.timeout(0.9):  # well before durable_timeout: at once
+        with pytest.raises(NotDurable, match="stopped before the write"):
+            await late
+
+
+def test_a_runtime_whose_handler_holds_a_reference_can_be_collected():
+    """References are tracked by the garbage collector: a handler closing over one makes a
+    cycle through its runtime, which must still be collectable."""
+
+    def make() -> weakref.ref[Runtime]:
+        rt = Runtime()
+        peer = rt.subject("peer")
+
+        @rt.on("ping", subject="*")
+        async def forward(ctx):
+            await peer.tell("pong")
+
+        return weakref.ref(rt)
+
+    refs = [make() for _ in range(10)]
+    gc.collect()
+    assert [r() for r in refs] == [None] * 10

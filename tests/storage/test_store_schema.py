@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sqlite3
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import asyncpg  # type: ignore[import-untyped]
 import msgspec
 import pytest
 
-from storage import SQLiteStore, StoreUnavailable, Write, postgres, sqlite
+from storage import SQLiteStore, StoreError, StoreUnavailable, Write, postgres, sqlite
 from storage.postgres import PostgresStore
 
 
@@ -98,4 +100,87 @@ async def test_sqlite_checkpoints_in_the_background(tmp_path: Path,
             assert main_file.execute("SELECT name, version FROM subjects").fetchall() == [
                 ("a", 1)]
     finally:
+        await store.close()
+
+
+async def test_sqlite_wal_stays_bounded_under_continuous_writes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Background PASSIVE checkpoints alone never let a continuously written WAL restart; past
+    WAL_LIMIT the checkpoint thread truncates it."""
+    monkeypatch.setattr(sqlite, "CHECKPOINT_EVERY", 0.0)
+    monkeypatch.setattr(sqlite, "WAL_LIMIT", 256 << 10)
+    path = str(tmp_path / "state.db")
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        names = [f"s:{i}" for i in range(300)]
+        body = msgspec.json.encode({"pad": "x" * 400})
+        largest = 0
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 1.5
+        version = 0
+        while loop.time() < until:
+            refused = await store.save_many(
+                [Write(n, version, version + 1, body, b"{}") for n in names])
+            assert refused == []
+            version += 1
+            largest = max(largest, os.path.getsize(path + "-wal"))
+            await asyncio.sleep(0)  # back to back, the checkpoint thread running alongside
+        # Each batch adds about 150 KiB of WAL: 1.5 s of them, unchecked, is tens of MiB.
+        assert version > 50
+        assert largest < 8 << 20, f"the WAL grew to {largest >> 20} MiB"
+    finally:
+        await store.close()
+
+
+async def test_postgres_open_without_rights_on_the_table_is_a_store_error(
+        postgres_url: str, postgres_table: str) -> None:
+    """open() prepares its statements on every connection: a server refusing them (here, a role
+    without rights on the table) is a StoreError, not an asyncpg exception."""
+    admin = PostgresStore(postgres_url, table=postgres_table)
+    await admin.open()
+    await admin.close()
+    role = f"{postgres_table}_ro"
+    con = await asyncpg.connect(postgres_url)
+    try:
+        await con.execute(f"CREATE ROLE {role} LOGIN")
+        await con.execute(f"GRANT CREATE, USAGE ON SCHEMA public TO {role}")
+        await con.execute(f"GRANT SELECT ON {postgres_table}_schema TO {role}")  # not the table
+        url = postgres_url.replace("://postgres@", f"://{role}@")
+        assert url != postgres_url
+        with pytest.raises(StoreError, match=r"preparing statements failed.*permission denied"):
+            await PostgresStore(url, table=postgres_table, timeout=5).open()
+    finally:
+        await con.execute(f"REVOKE ALL ON SCHEMA public FROM {role}")
+        await con.execute(f"REVOKE ALL ON {postgres_table}_schema FROM {role}")
+        await con.execute(f"DROP ROLE IF EXISTS {role}")
+        await con.close()
+
+
+async def test_sqlite_write_waits_for_a_briefly_held_lock_without_blocking(
+        tmp_path: Path) -> None:
+    path = str(tmp_path / "state.db")
+    store = SQLiteStore(path)
+    await store.open()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # the write lock, for 30 ms
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.03, other.execute, "ROLLBACK")
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.001)
+                ticks += 1
+
+        ticking = asyncio.create_task(tick())
+        body = msgspec.json.encode({"n": 1})
+        assert await store.save_many([Write("a", 0, 1, body, b"{}")]) == []
+        ticking.cancel()
+        assert ticks >= 5  # the loop ran while the write waited
+        assert (await store.load_many(["a"]))["a"].version == 1
+    finally:
+        other.close()
         await store.close()
