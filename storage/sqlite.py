@@ -8,9 +8,9 @@ must take the GIL back from the busy event loop, which holds it for up to the 5 
 interval (longer during a garbage collection): measured at half the peak rate, a 1 ms batch then
 took 40-200 ms and acknowledgements waited 20-45 ms at p50, 120-170 ms at p99; on the loop's
 thread (and with the checkpoints below), 2.4 ms and 4-5 ms at 20,000 updates/s, and the peak
-rate rose by a quarter. (A thread for the fsync alone brings the wait for the GIL back.) A batch is one transaction of
-one or two statements (a batch travels as one JSON parameter, unpacked by `json_each`), about a
-millisecond per few hundred rows plus the commit's fsync.
+rate rose by a quarter. (A thread for the fsync alone brings the wait for the GIL back.) A batch
+is one transaction of one or two statements (a batch travels as one JSON parameter, unpacked by
+`json_each`), about a millisecond per few hundred rows plus the commit's fsync.
 
 Nothing here may block the loop for long. There is no busy timeout: when the write lock is held
 elsewhere, a write waits for it without blocking, by trying again every millisecond for up to
