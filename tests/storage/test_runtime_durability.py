@@ -93,26 +93,29 @@ async def outage(proxy: FaultProxy, store: SnapshotStore, check: SnapshotStore) 
     assert snap.version == 4
 
 
-async def test_postgres_outage_is_ridden_out(postgres_url: str, postgres_table: str,
-                                             postgres_proxy: FaultProxy) -> None:
-    proxied = PostgresStore(with_port(postgres_url, postgres_proxy.port), table=postgres_table,
-                            timeout=0.5)
-    direct = PostgresStore(postgres_url, table=postgres_table)
-    await direct.open()
-    try:
-        await outage(postgres_proxy, proxied, direct)
-    finally:
-        await direct.close()
+@pytest.fixture(params=["postgres", "redis"])
+def outage_setup(request: pytest.FixtureRequest) -> tuple[FaultProxy, SnapshotStore,
+                                                           SnapshotStore]:
+    """A network store behind the fault proxy, and one straight to the server to check with."""
+    kind: str = request.param
+    proxy: FaultProxy = request.getfixturevalue(f"{kind}_proxy")
+    url: str = request.getfixturevalue(f"{kind}_url")
+    proxied_url = with_port(url, proxy.port)
+    if kind == "postgres":
+        table: str = request.getfixturevalue("postgres_table")
+        return (proxy, PostgresStore(proxied_url, table=table, timeout=0.5),
+                PostgresStore(url, table=table))
+    prefix: str = request.getfixturevalue("redis_prefix")
+    return (proxy, RedisStore(proxied_url, prefix=prefix, timeout=0.5),
+            RedisStore(url, prefix=prefix))
 
 
-async def test_redis_outage_is_ridden_out(redis_url: str, redis_prefix: str,
-                                          redis_proxy: FaultProxy) -> None:
-    proxied = RedisStore(with_port(redis_url, redis_proxy.port), prefix=redis_prefix,
-                         timeout=0.5)
-    direct = RedisStore(redis_url, prefix=redis_prefix)
+async def test_an_outage_is_ridden_out(
+        outage_setup: tuple[FaultProxy, SnapshotStore, SnapshotStore]) -> None:
+    proxy, proxied, direct = outage_setup
     await direct.open()
     try:
-        await outage(redis_proxy, proxied, direct)
+        await outage(proxy, proxied, direct)
     finally:
         await direct.close()
 
