@@ -72,7 +72,6 @@ class Actor(msgspec.Struct, gc=False, repr_omit_defaults=True):
     mailbox: deque[Message] | None = None
     busy: bool = False  # scheduled or being drained: it has work and a worker will run it
     turn: Any = None  # the SubjectState of a turn in progress: props hold its changes
-    discarded: int = 0  # times its unsaved changes were dropped for a newer stored version
     trouble: Trouble | None = None
     space: deque[asyncio.Future[None]] | None = None  # senders waiting for room
     idle_since: int = 0  # the passivation sweep's tick when it last went idle

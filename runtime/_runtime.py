@@ -870,7 +870,6 @@ class Runtime:
         """The store holds a newer version written by someone else: drop our changes, reload."""
         log.error("stale snapshot of %s refused by the store; reloading it", actor.name)
         actor.version = actor.stored_version  # nothing of ours is worth writing any more
-        actor.discarded += 1
         assert self._pipeline is not None
         self._pipeline.forget(actor)
         if actor.status == ACTIVE:
