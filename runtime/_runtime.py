@@ -572,7 +572,7 @@ class Runtime:
     def _after_inline(self, actor: Actor) -> None:
         """After a turn run in the caller's task: messages that arrived meanwhile (or a pending
         restart) go to a worker, in order; otherwise the actor is idle again."""
-        if (actor.mailbox or actor.trouble is not None) and self._has_work(actor):
+        if self._has_work(actor):
             if actor.mailbox is None:
                 actor.mailbox = deque()
             self._scheduler.schedule(actor)  # still busy: a worker takes over

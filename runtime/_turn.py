@@ -39,15 +39,7 @@ class Turn(SubjectState):
 
     def __init__(self, runtime: Runtime, name: str, props: dict[str, Any],
                  ext: dict[str, Any] | None, chain: tuple[str, ...]) -> None:
-        # SubjectState's fields set here rather than by its __init__: one call less per turn.
-        self.name = name
-        self._props = props
-        self._ext = ext
-        self._undo = self._ext_undo = None
-        self._changed = False
-        self._open = True
-        self._depth = 0
-        self.cascade = []
+        SubjectState.__init__(self, name, props, ext)
         self.runtime = runtime
         self.chain = chain  # the subjects waiting, through asks, on this turn's message
         self.outbox: list[tuple[str, Message]] | None = None
