@@ -5,6 +5,7 @@ from ._deadletters import DeadLetter, DeadLetters
 from ._errors import (
     AskCycleError,
     AskTimeout,
+    BatchFailed,
     CascadeTooDeep,
     MailboxFull,
     NoHandler,
@@ -24,6 +25,7 @@ __all__ = [
     "AskCycleError",
     "AskTimeout",
     "Backoff",
+    "BatchFailed",
     "CascadeTooDeep",
     "Clock",
     "DeadLetter",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -24,6 +24,18 @@ KIND_NAMES = ("event", "ask", "set", "delete", "set_ext", "delete_ext", "patch",
               "read", "store")
 
 
+class Reply(Protocol):
+    """Where the outcome of a message goes: its caller's future, or a slot of a batch (one
+    future for many messages). The part of `asyncio.Future` the engine uses."""
+
+    def done(self) -> bool: ...
+    def cancelled(self) -> bool: ...
+    def exception(self) -> BaseException | None: ...
+    def set_result(self, result: Any, /) -> None: ...
+    def set_exception(self, exception: BaseException, /) -> None: ...
+    def cancel(self) -> bool: ...
+
+
 class Message(msgspec.Struct, eq=False):
     """One entry of a mailbox. `name` is the event type or property name; `value` the payload or
     new value; `chain` the subjects waiting on this one through asks (for cycle detection).
@@ -33,7 +45,7 @@ class Message(msgspec.Struct, eq=False):
     name: str
     value: Any = None
     extra: Any = None
-    future: asyncio.Future[Any] | None = None
+    future: Reply | None = None
     chain: tuple[str, ...] = ()
     durable: bool = False
 
@@ -77,7 +89,7 @@ class Actor(msgspec.Struct, gc=False, repr_omit_defaults=True):
     idle_since: int = 0  # the passivation sweep's tick when it last went idle
     # Durable acknowledgements waiting for a version to be stored: (version, future, result,
     # deadline, timeout); the persistence pipeline's.
-    acks: list[tuple[int, asyncio.Future[Any], Any, float, float | None]] | None = None
+    acks: list[tuple[int, Reply, Any, float, float | None]] | None = None
 
     def __repr__(self) -> str:
         status = ("loading", "active", "stopped")[self.status]

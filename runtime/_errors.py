@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from itertools import islice
+from typing import Any
+
 
 class SubjectsError(Exception):
     """Base of the runtime's own errors."""
@@ -57,3 +60,18 @@ class StaleVersion(SubjectsError):
 
 class NotDurable(SubjectsError, TimeoutError):
     """A durable acknowledgement was asked for, but the snapshot was not committed in time."""
+
+
+class BatchFailed(SubjectsError):
+    """Some messages of a batch failed. Each subject's turn stands alone: the others were
+    applied (and, if durable, stored). `results` holds what succeeded and `errors` why the
+    others failed, both by subject name."""
+
+    def __init__(self, results: dict[str, Any], errors: dict[str, BaseException]) -> None:
+        listed = "; ".join(f"{name}: {type(exc).__name__}: {exc}"
+                           for name, exc in islice(errors.items(), 3))
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        super().__init__(f"{len(errors)} of {len(results) + len(errors)} subjects failed: "
+                         f"{listed}{more}")
+        self.results = results
+        self.errors = errors

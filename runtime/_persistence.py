@@ -23,7 +23,7 @@ import msgspec
 
 from storage import SnapshotStore, Write
 
-from ._actor import Actor
+from ._actor import Actor, Reply
 from ._clock import Clock
 from ._errors import NotDurable, StaleVersion
 from ._supervision import Backoff
@@ -103,7 +103,7 @@ class Pipeline:
         self._dirty.pop(actor.name, None)
         self._attempted.pop(actor.name, None)
 
-    def acknowledge(self, actor: Actor, version: int, fut: asyncio.Future[Any], result: Any,
+    def acknowledge(self, actor: Actor, version: int, fut: Reply, result: Any,
                     timeout: float | None) -> None:
         """Resolve `fut` with `result` once the store holds `version` (or newer) of this actor:
         at once if it does already. It fails with `NotDurable` after `timeout` seconds (noticed

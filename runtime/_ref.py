@@ -17,6 +17,20 @@ if TYPE_CHECKING:
     from ._runtime import Runtime
 
 
+def checked_patch(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values of a patch as they will be stored: what cannot be is refused here, at the
+    caller, before anything is sent."""
+    if values.__class__ is not dict and not isinstance(values, Mapping):
+        raise TypeError(f"patch takes a mapping of property names to values, not {values!r}")
+    checked = {}
+    for prop, value in values.items():
+        if prop.__class__ is not str or not prop:
+            check_property_name(prop)
+        checked[prop] = value if value.__class__ in PLAIN_TYPES or callable(value) \
+            else normalize(value)
+    return checked
+
+
 class SubjectView(msgspec.Struct, frozen=True):
     """A subject's whole state at one moment (a copy: changing it changes nothing)."""
 
@@ -57,16 +71,9 @@ class SubjectRef(msgspec.Struct, frozen=True):
     async def patch(self, values: Mapping[str, Any], *, extra: Any = None,
                     durable: bool | None = None) -> int:
         """Set several properties in one turn; returns the subject's new version."""
-        if values.__class__ is not dict and not isinstance(values, Mapping):
-            raise TypeError(f"patch takes a mapping of property names to values, not {values!r}")
-        checked = {}
-        for prop, value in values.items():
-            if prop.__class__ is not str or not prop:
-                check_property_name(prop)
-            checked[prop] = value if value.__class__ in PLAIN_TYPES or callable(value) \
-                else normalize(value)  # refuse what cannot be stored here, at the caller
-        version: int = await self._rt._call(self.name, Message(PATCH, "", checked, extra), None,
-                                            durable, write=True)
+        version: int = await self._rt._call(
+            self.name, Message(PATCH, "", checked_patch(values), extra), None, durable,
+            write=True)
         return version
 
     async def delete(self, prop: str, *, extra: Any = None, durable: bool | None = None) -> bool:

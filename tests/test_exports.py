@@ -13,9 +13,9 @@ ACTORS = {
     "normalize",
 }
 RUNTIME = {
-    "AskCycleError", "AskTimeout", "Backoff", "CascadeTooDeep", "Clock", "DeadLetter",
-    "DeadLetters", "MailboxFull", "NoHandler", "NotDurable", "Observed", "Policy", "Runtime",
-    "RuntimeNotRunning", "StaleVersion", "SubjectRef", "SubjectStopped", "SubjectView",
+    "AskCycleError", "AskTimeout", "Backoff", "BatchFailed", "CascadeTooDeep", "Clock",
+    "DeadLetter", "DeadLetters", "MailboxFull", "NoHandler", "NotDurable", "Observed", "Policy",
+    "Runtime", "RuntimeNotRunning", "StaleVersion", "SubjectRef", "SubjectStopped", "SubjectView",
     "SubjectsError", "Supervisor", "run",
 }
 STORAGE = {

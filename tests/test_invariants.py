@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actors import PROPERTY_CHANGED, PROPERTY_DELETED
-from runtime import Policy, Runtime
+from runtime import BatchFailed, Policy, Runtime
 from storage import MemoryStore
 
 SUBJECTS = ["s:0", "s:1", "s:2"]
@@ -207,3 +207,93 @@ def test_messages_from_one_sender_are_handled_in_order(sends):
         for k in range(4):
             got = [seq for who, seq in log if who == k]
             assert got == [seq for seq, (w, s) in enumerate(sends) if w == k and s == subject]
+
+
+# Batches: each sender sends a sequence of `patch_many` calls, each setting its own property on
+# some subjects and incrementing their shared counter. A value "boom" makes that subject's turn
+# fail (after its changes): the batch reports it, and the other subjects' turns stand.
+BOOM = "boom"
+batch_programs = st.lists(
+    st.lists(st.dictionaries(st.sampled_from(SUBJECTS), st.one_of(values, st.just(BOOM)),
+                             min_size=1), max_size=6),
+    min_size=1, max_size=4)
+
+
+def replay_batches(program):
+    state = {s: {} for s in SUBJECTS}
+    events = {s: [] for s in SUBJECTS}
+    counts = {s: 0 for s in SUBJECTS}
+    for k, batches in enumerate(program):
+        prop = f"p{k}"
+        for batch in batches:
+            for subject, value in batch.items():
+                if value == BOOM:
+                    continue
+                props, new = state[subject], normalised(value)
+                if prop not in props or props[prop] != new or type(props[prop]) is not type(new):
+                    events[subject].append((prop, frozen(props.get(prop)), frozen(new)))
+                    props[prop] = new
+                counts[subject] += 1
+    for subject, count in counts.items():
+        if count:
+            state[subject]["n"] = count
+    return state, events, counts
+
+
+async def run_batches(program, **options):
+    changes = {s: [] for s in SUBJECTS}
+    async with Runtime(MemoryStore(), root=Policy(max_restarts=1000, within=1),
+                       **options) as rt:
+        @rt.on(PROPERTY_CHANGED)
+        async def record(ctx):
+            await asyncio.sleep(0)  # turns interleave for real
+            if ctx.new_value == BOOM:
+                raise RuntimeError("fails on purpose")
+            changes[ctx.subject.name].append((ctx.property_name, ctx.old_value, ctx.new_value))
+
+        async def sender(k, batches):
+            for batch in batches:
+                updates = {s: {f"p{k}": v, "n": lambda n: (n or 0) + 1} for s, v in batch.items()}
+                failing = {s for s, v in batch.items() if v == BOOM}
+                try:
+                    versions = await rt.patch_many(updates)
+                except BatchFailed as exc:
+                    assert set(exc.errors) == failing
+                    assert all(isinstance(e, RuntimeError) for e in exc.errors.values())
+                    versions = exc.results
+                else:
+                    assert not failing, "a failing turn reported success"
+                assert set(versions) == set(batch) - failing
+
+        await asyncio.gather(*(sender(k, batches) for k, batches in enumerate(program)))
+        await rt.idle()
+        final = {s: (await rt.subject(s).state()).properties for s in SUBJECTS}
+    return final, changes
+
+
+def check_batches(program, final, changes):
+    state, events, counts = replay_batches(program)
+    assert final == state
+    for subject in SUBJECTS:
+        own = [(p, frozen(o), frozen(n)) for p, o, n in changes[subject] if p != "n"]
+        for k in range(len(program)):
+            assert [e for e in own if e[0] == f"p{k}"] == \
+                [e for e in events[subject] if e[0] == f"p{k}"]
+        assert len(own) == len(events[subject])
+        counter = [(o or 0, n) for p, o, n in changes[subject] if p == "n"]
+        assert counter == [(i, i + 1) for i in range(counts[subject])]
+
+
+@SETTINGS
+@given(batch_programs)
+def test_concurrent_batches_equal_their_patches_replayed(program):
+    final, changes = asyncio.run(run_batches(program, passivate_after=None))
+    check_batches(program, final, changes)
+
+
+@SETTINGS
+@given(batch_programs)
+def test_batches_to_passivated_subjects_equal_their_patches_replayed(program):
+    final, changes = asyncio.run(run_batches(program, passivate_after=None, max_active=1,
+                                             flush_delay=0))
+    check_batches(program, final, changes)

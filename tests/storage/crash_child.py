@@ -2,7 +2,8 @@
 
 Usage: python -m tests.storage.crash_child '<json spec>'. Writers each own one subject and set its
 counter `n` to 1, 2, 3...; after each durable acknowledgement a line `ack <subject> <n>` is
-printed and flushed. Whatever was acknowledged must be in the store after a SIGKILL.
+printed and flushed. Some writers own five subjects and update them with one `patch_many`.
+Whatever was acknowledged must be in the store after a SIGKILL.
 """
 
 from __future__ import annotations
@@ -37,7 +38,18 @@ async def main(spec: dict[str, str]) -> None:
                 sys.stdout.write(f"ack crash:{i} {n}\n")
                 sys.stdout.flush()
 
-        await asyncio.gather(*(writer(i) for i in range(int(spec.get("writers", 20)))))
+        async def batch_writer(i: int) -> None:
+            group = [f"crash:{i}.{j}" for j in range(5)]
+            n = 0
+            while True:
+                n += 1
+                await rt.patch_many({name: {"n": n} for name in group})
+                sys.stdout.write("".join(f"ack {name} {n}\n" for name in group))
+                sys.stdout.flush()
+
+        writers = int(spec.get("writers", 20))
+        await asyncio.gather(*(writer(i) for i in range(writers)),
+                             *(batch_writer(i) for i in range(writers // 4)))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from runtime import NotDurable, Runtime, StaleVersion
+from runtime import BatchFailed, NotDurable, Runtime, StaleVersion
 from storage import SnapshotStore, SQLiteStore
 from storage.postgres import PostgresStore
 from storage.redis import RedisStore
@@ -78,19 +78,25 @@ async def outage(proxy: FaultProxy, store: SnapshotStore, check: SnapshotStore) 
                        durable_timeout=0.5) as rt:
         dev = rt.subject("dev:outage")
         await dev.set("n", 1, durable=True)
+        await rt.subject("dev:outage2").set("m", 0, durable=True)
         proxy.cut()
         proxy.refuse()
         await dev.set("n", 2)  # acknowledged in memory; the writer keeps retrying
         with pytest.raises(NotDurable, match=r"not committed within 0\.5 s"):
             await dev.set("n", 3, durable=True)
+        with pytest.raises(BatchFailed) as batch:
+            await rt.patch_many({"dev:outage": {"m": 1}, "dev:outage2": {"m": 1}}, durable=True)
+        assert batch.value.results == {}
+        assert all(isinstance(e, NotDurable) for e in batch.value.errors.values())
         assert await dev.get("n") == 3  # nothing lost in memory, nothing reported as stored
         assert (await check.load_many(["dev:outage"]))["dev:outage"].version == 1
         proxy.restore()
         async with asyncio.timeout(15):
             await rt.flush()
-        await dev.set("n", 4, durable=True)
-    snap = (await check.load_many(["dev:outage"]))["dev:outage"]
-    assert snap.version == 4
+        await dev.set("n", 5, durable=True)
+    stored = await check.load_many(["dev:outage", "dev:outage2"])
+    assert stored["dev:outage"].version == 5
+    assert stored["dev:outage2"].version == 2
 
 
 @pytest.fixture(params=["postgres", "redis"])
