@@ -6,11 +6,12 @@ For SQLite, PostgreSQL and Redis in turn:
    unnest(...) ON CONFLICT DO UPDATE`, one statement per batch, on as many connections as the
    runtime's pool; Redis: redis-py pipelines of SET), batches of the runtime's `flush_batch`;
 2. peak: 100,000 subjects each updated once through the runtime with durable acknowledgements
-   (every update returns only once its snapshot is committed), from SENDERS concurrent senders.
+   (every update returns only once its snapshot is committed), from SENDERS concurrent senders;
+   then again batched: `patch_many` calls of BATCH subjects each, from BATCH_CALLERS callers.
    The subjects are activated first (batched loads, timed and printed apart): the update phase
    measures what the ceiling measures, writes;
 3. latency: the same at half the measured peak rate, arrivals on a fixed schedule (open loop),
-   reporting p50/p99 acknowledgement latency.
+   reporting p50/p99 acknowledgement latency (per call, batched).
 
 Also, once: the asyncio floor of the peak phase's shape, SENDERS tasks each awaiting one future
 per update, resolved in batches of BATCH, with no actor and no database. No design where each
@@ -49,6 +50,7 @@ PG_URL = os.environ.get("SUBJECTS_TEST_POSTGRES_URL", "postgresql://postgres@127
 REDIS_URL = os.environ.get("SUBJECTS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 BATCH = 1000
 SENDERS = 2000
+BATCH_CALLERS = 4  # callers of patch_many in the batched shape, each BATCH subjects per call
 encode = msgspec.json.encode
 
 
@@ -127,11 +129,12 @@ async def raw_redis(data: list[tuple[str, int, bytes]]) -> float:
         await client.aclose()
 
 
-async def through_runtime(make: Callable[[], SnapshotStore], n: int,
-                          rate: float | None) -> tuple[float, list[float], float]:
+async def through_runtime(make: Callable[[], SnapshotStore], n: int, rate: float | None,
+                          batched: bool = False) -> tuple[float, list[float], float]:
     """Update n subjects once each with durable acknowledgements; at `rate` per second on a
-    fixed schedule, or as fast as SENDERS senders go. Returns (elapsed, latencies, activation
-    time)."""
+    fixed schedule, or as fast as SENDERS senders go. `batched`: BATCH subjects per call
+    (`patch_many`), from BATCH_CALLERS callers; latencies are then per call. Returns (elapsed,
+    latencies, activation time)."""
     latencies: list[float] = []
     async with Runtime(make(), durable=True, passivate_after=None, flush_batch=BATCH,
                        flush_delay=0.002, mailbox_size=10_000) as rt:
@@ -149,23 +152,30 @@ async def through_runtime(make: Callable[[], SnapshotStore], n: int,
             await refs[i].patch({"v": i, "health": "ok"})
             latencies.append(time.perf_counter() - t)
 
+        async def many(i: int) -> None:  # subjects i to i + BATCH
+            t = time.perf_counter()
+            await rt.patch_many({ref: {"v": j, "health": "ok"}
+                                 for j, ref in enumerate(refs[i:i + BATCH], i)})
+            latencies.append(time.perf_counter() - t)
+
+        step, send, senders = (BATCH, many, BATCH_CALLERS) if batched else (1, one, SENDERS)
         t0 = time.perf_counter()
         if rate is None:
             async def sender(k: int) -> None:
-                for i in range(k, n, SENDERS):
-                    await one(i)
-            await asyncio.gather(*(sender(k) for k in range(SENDERS)))
+                for i in range(k * step, n, senders * step):
+                    await send(i)
+            await asyncio.gather(*(sender(k) for k in range(senders)))
         else:
             # Open loop: arrivals on a fixed schedule, whatever the acknowledgements do. Only
             # the requests in flight are held (a list of every task would be the garbage
             # collector's biggest burden here, not the runtime's).
             in_flight: set[asyncio.Task[None]] = set()
-            for i in range(n):
+            for i in range(0, n, step):
                 due = t0 + i / rate
                 delay = due - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                task = asyncio.create_task(one(i))
+                task = asyncio.create_task(send(i))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
             while in_flight:
@@ -223,6 +233,11 @@ async def bench(name: str, make: Callable[[], SnapshotStore],
     half_n = max(1000, n // 4)
     _, half_lat, _ = await through_runtime(make, half_n, peak / 2)
     await reset()
+    batch_time, _, _ = await through_runtime(make, n, None, batched=True)
+    await reset()
+    batch_peak = n / batch_time
+    _, batch_lat, _ = await through_runtime(make, half_n, batch_peak / 2, batched=True)
+    await reset()
     ceiling = n / raw_time
     print(f"{name:9} raw ceiling {ceiling:>9,.0f} rows/s | runtime durable {peak:>9,.0f} updates/s"
           f" = {peak / ceiling:.2f} of ceiling (target >= 0.7) | at peak p50 "
@@ -231,6 +246,10 @@ async def bench(name: str, make: Callable[[], SnapshotStore],
           f"{percentile(half_lat, 99) * 1e3:.1f} ms (target < 20 ms) | activation of all "
           f"{n / activation:,.0f}/s | asyncio floor = {floor / ceiling:.2f} of ceiling",
           flush=True)
+    print(f"{name:9} batched: patch_many of {BATCH} subjects from {BATCH_CALLERS} callers "
+          f"{batch_peak:>9,.0f} updates/s = {batch_peak / ceiling:.2f} of ceiling | at "
+          f"{batch_peak / 2:,.0f}/s (half peak) per call p50 {percentile(batch_lat, 50) * 1e3:.1f}"
+          f" ms p99 {percentile(batch_lat, 99) * 1e3:.1f} ms", flush=True)
 
 
 async def main() -> None:

@@ -119,6 +119,17 @@ class Client:
         version: int = found["version"]
         return version
 
+    async def patch_many(self, updates: Mapping[str, Mapping[str, Any]], *,
+                         durable: bool | None = None) -> dict[str, int]:
+        """Set properties of many subjects, one turn each; returns their new versions. If some
+        fail, `EdgeError` carries the first failure, and `detail` what was applied and why the
+        others failed."""
+        found = await self._request("PATCH", "/subjects",
+                                    json={name: dict(values) for name, values in updates.items()},
+                                    params=_durable(durable))
+        versions: dict[str, int] = found["versions"]
+        return versions
+
     async def delete(self, subject: str, prop: str, *, durable: bool | None = None) -> bool:
         """Delete a property; returns whether it existed."""
         found = await self._request("DELETE", f"{_path(subject)}/properties/{_segment(prop)}",

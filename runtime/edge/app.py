@@ -20,10 +20,11 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from .._errors import BatchFailed
 from .._runtime import Runtime
 from . import cloudevents, inputs, openapi, websocket
 from .config import EdgeConfig
-from .errors import EdgeError, bad_request
+from .errors import EdgeError, bad_request, from_exception
 from .schemas import Edge
 from .service import Service
 
@@ -137,6 +138,40 @@ class HttpApi:
         version = await self.service.guarded(
             self.rt.subject(name).patch(values, durable=durable))
         return json({"name": name, "version": version})
+
+    @openapi.operation(right="write", errors=_ERRORS_WRITE, query=_DURABLE, body={
+        "type": "object", "description": "subject names to objects of property names to values"})
+    async def patch_many(self, request: Request) -> Response:
+        """Set properties of many subjects, one turn each
+        Answers every subject's new version once all their turns are applied (and snapshots
+        committed when durable). Each subject's turn stands alone: if some fail, the others
+        are applied and the answer is the first failure's status, with `detail.versions`
+        (applied) and `detail.errors` (by subject). Sending the same batch again is safe: a
+        value already set changes nothing."""
+        service = self.service
+        principal = service.enter(request)
+        updates = await inputs.read_json(request, self.limit, required=True)
+        if not isinstance(updates, dict) or not updates:
+            raise bad_request("bad_request", "the body must be a non-empty JSON object of "
+                                             "subject names to objects of property values")
+        for name, values in updates.items():
+            principal.require("write", inputs.subject_name(name))
+            if not isinstance(values, dict) or not all(values):
+                raise bad_request("bad_request", f"the value for {name!r} must be a JSON "
+                                                 "object of property names to values")
+        try:
+            versions = await self.rt.patch_many(updates, durable=self._durable(request))
+        except BatchFailed as exc:
+            retry = service.config.retry_after
+            errors = {name: from_exception(e, retry).body() for name, e in exc.errors.items()}
+            first = from_exception(next(iter(exc.errors.values())), retry)
+            first.message = (f"{len(errors)} of {len(updates)} subjects failed; the first: "
+                             f"{first.message}")
+            first.detail = {"versions": exc.results, "errors": errors}
+            raise first from exc
+        except Exception as exc:
+            raise from_exception(exc, service.config.retry_after) from exc
+        return json({"versions": versions})
 
     @openapi.operation(right="write", errors=(400, 401, 403, 409, 500, 503), query=_DURABLE)
     async def delete_property(self, request: Request) -> Response:
@@ -256,6 +291,7 @@ def create_app(target: Runtime | Edge, config: EdgeConfig | None = None) -> Star
         Route("/subjects/{name:path}/properties", api.patch_properties, methods=["PATCH"],
               name="patch_properties"),
         Route("/subjects/{name:path}", api.get_subject, methods=["GET"], name="get_subject"),
+        Route("/subjects", api.patch_many, methods=["PATCH"], name="patch_many"),
         Route("/events", api.cloudevents, methods=["POST"], name="cloudevents"),
         Route("/healthz", api.healthz, methods=["GET"], name="healthz"),
         Route("/readyz", api.readyz, methods=["GET"], name="readyz"),

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from actors import PROPERTY_CHANGED
 from runtime import Runtime
 from runtime.edge import Edge
 
@@ -52,6 +53,11 @@ def make_edge(**runtime_options: Any) -> Edge:
     async def reboot(ctx):
         ctx.subject.set("rebooting", ctx.payload)
         return ctx.payload
+
+    @rt.on(PROPERTY_CHANGED, subject="fragile:*")
+    async def fragile(ctx):
+        if ctx.new_value == "boom":
+            raise ValueError("refuses boom")
 
     edge = Edge(rt)
     edge.schema("reboot", Reboot, subject="device:*")

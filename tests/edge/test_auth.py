@@ -59,7 +59,8 @@ async def test_rights_are_per_operation_and_subject_pattern(guarded):
                         viewer.patch("/subjects/device:1/properties", json={"a": 2}),
                         viewer.delete("/subjects/device:1/properties/a"),
                         viewer.post("/subjects/device:1/events/count"),
-                        viewer.post("/subjects/device:1/events/echo?reply=true")):
+                        viewer.post("/subjects/device:1/events/echo?reply=true"),
+                        viewer.patch("/subjects", json={"device:2": {"a": 1}})):
             r = await request
             assert r.status_code == 403 and r.json()["error"] == "forbidden", r.text
         ce = {"specversion": "1.0", "id": "1", "source": "s", "type": "count",

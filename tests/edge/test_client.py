@@ -26,6 +26,8 @@ async def test_requests(edge):
         assert await c.state("device:1") == State("device:1", 3, {"cpu": 95, "tags": ["a"]})
         await c.set("site/eu:1", "a", 1)
         assert await edge.rt.subject("site/eu:1").get("a") == 1
+        assert await c.patch_many({"device:1": {"cpu": 90}, "site/eu:1": {"a": 2}},
+                                  durable=True) == {"device:1": 4, "site/eu:1": 2}
         await edge.rt.idle()
         assert await c.get("counter:1", "n") == 2
 
@@ -36,6 +38,10 @@ async def test_refusals_raise_edge_errors(serve):
         with pytest.raises(EdgeError) as refused:
             await c.set("user:1", "a", 1)
         assert (refused.value.status, refused.value.code) == (403, "forbidden")
+        with pytest.raises(EdgeError) as refused:
+            await c.patch_many({"device:1": {"a": 1}, "user:1": {"a": 1}})
+        assert (refused.value.status, refused.value.code) == (403, "forbidden")
+        assert edge.rt.active_subjects() == []  # refused whole: nothing was sent
         with pytest.raises(EdgeError) as refused:
             await c.tell("device:1", "reboot", {"delay": "soon"})
         assert refused.value.status == 422

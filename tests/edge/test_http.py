@@ -82,6 +82,42 @@ async def test_durable_patch_answers_once_the_snapshot_is_stored(serve, tmp_path
                 ).status_code == 400
 
 
+async def test_many_subjects_are_patched_in_one_request(edge, http):
+    await http.patch("/subjects/d:1/properties", json={"a": 1})
+    r = await http.patch("/subjects?durable=true",
+                         json={"d:1": {"a": 2}, "d:2": {"a": 1, "b": [1]}, "site/eu:1": {"c": 0}})
+    assert r.status_code == 200
+    assert r.json() == {"versions": {"d:1": 2, "d:2": 1, "site/eu:1": 1}}
+    assert (await edge.rt.subject("d:2").state()).properties == {"a": 1, "b": [1]}
+
+
+async def test_a_failing_subject_of_a_batch_fails_alone(edge, http):
+    r = await http.patch("/subjects", json={"ok:1": {"a": 1}, "fragile:1": {"a": "boom"},
+                                            "ok:2": {"a": 1}})
+    assert r.status_code == 500
+    body = r.json()
+    assert body["error"] == "handler_failed"
+    assert body["message"].startswith("1 of 3 subjects failed; the first: ")
+    assert body["detail"]["versions"] == {"ok:1": 1, "ok:2": 1}
+    assert body["detail"]["errors"]["fragile:1"]["error"] == "handler_failed"
+    assert "refuses boom" not in r.text  # a handler's message stays in the dead-letter log
+    assert await edge.rt.subject("ok:2").get("a") == 1
+    assert (await edge.rt.subject("fragile:1").state()).version == 0
+    # The same batch again is safe: what was applied is applied already.
+    r = await http.patch("/subjects", json={"ok:1": {"a": 1}, "ok:2": {"a": 1}})
+    assert r.json() == {"versions": {"ok:1": 1, "ok:2": 1}}
+
+
+async def test_a_bad_batch_is_refused_whole(edge, http):
+    for body, code in (([{"d:1": {"a": 1}}], "bad_request"), ({}, "bad_request"),
+                       ({"d:1": {"a": 1}, "bad name": {"a": 1}}, "invalid_subject"),
+                       ({"d:1": {"a": 1}, "d:2": [1]}, "bad_request"),
+                       ({"d:1": {"a": 1}, "d:2": {"": 1}}, "bad_request")):
+        r = await http.patch("/subjects", json=body)
+        assert (r.status_code, r.json()["error"]) == (400, code), body
+    assert edge.rt.active_subjects() == []
+
+
 async def test_names_with_a_slash_travel_percent_encoded(edge, http):
     r = await http.patch("/subjects/site%2Feu:1/properties", json={"a": 1})
     assert r.status_code == 200 and r.json()["name"] == "site/eu:1"
@@ -194,6 +230,7 @@ async def test_openapi_is_generated_from_the_routes_and_schemas(http):
     assert set(paths["/subjects/{name}/events/{event_type}"]) == {"post"}
     assert set(paths["/subjects/{name}/properties/{prop}"]) == {"get", "delete"}
     assert "patch" in paths["/subjects/{name}/properties"]
+    assert set(paths["/subjects"]) == {"patch"}
     assert "post" in paths["/events"] and "get" in paths["/readyz"]
     reboot = paths["/subjects/{name}/events/reboot"]["post"]
     ref = reboot["requestBody"]["content"]["application/json"]["schema"]["$ref"]
