@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ._events import PROPERTY_CHANGED, PROPERTY_DELETED
-from ._values import PLAIN_TYPES, copy_value, normalize
+from ._values import PLAIN_TYPES, check_text, copy_value, normalize
 
 _MISSING: Any = object()
 
@@ -29,7 +29,7 @@ class TurnClosed(RuntimeError):
 def check_property_name(prop: object) -> str:
     if type(prop) is not str or not prop:
         raise TypeError(f"property name must be a non-empty str, not {prop!r}")
-    return prop
+    return check_text(prop)
 
 
 class SubjectState:

@@ -7,6 +7,7 @@ refused where the caller can see the error, and a value reads the same before an
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -15,28 +16,53 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
 
-# Values that JSON stores exactly as they are (floats are not: NaN and infinities are not JSON).
-PLAIN_TYPES = frozenset({str, int, bool, type(None)})
+# Values that JSON stores exactly as they are (floats are not: NaN and infinities are not JSON;
+# strings are not either, see `check_text`).
+PLAIN_TYPES = frozenset({int, bool, type(None)})
+# A NUL escaped in encoded JSON: "\u0000" after an even number of backslashes (one of its own).
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 class ValueNotStorable(TypeError):
-    """A property value has no JSON form, so no snapshot could hold it."""
+    """A property value has no JSON form that every store keeps, so no snapshot could hold it."""
+
+
+def check_text(text: str) -> str:
+    """Return `text` if every store can keep it, else raise `ValueNotStorable`. Snapshots are
+    UTF-8 JSON, which has no form for a lone surrogate, and PostgreSQL's JSONB refuses the NUL
+    character; one rule for every store keeps a subject's state portable between them, and
+    refusing here keeps it from failing a write later, where no caller would see why."""
+    if "\x00" in text:
+        raise ValueNotStorable(f"text {text!r:.80} cannot be stored: it contains NUL (U+0000)")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueNotStorable(f"text {text!r:.80} cannot be stored: it contains a lone "
+                                   "surrogate, which has no UTF-8 form") from None
+    return text
 
 
 def normalize(value: Any) -> Any:
     """Return `value` as it reads back from a snapshot, or raise `ValueNotStorable`."""
     kind = type(value)
     # Fast path for the scalars that JSON keeps as they are (the overwhelming majority).
-    if kind is str or kind is int or kind is bool or value is None:
+    if kind is int or kind is bool or value is None:
         return value
+    if kind is str:
+        return value if value.isascii() and "\x00" not in value else check_text(value)
     if kind is float and value - value == 0.0:  # finite; NaN and infinities become null below
         return value
     try:
-        return _decode(_encode(value))
-    except (TypeError, msgspec.EncodeError, OverflowError) as exc:
+        encoded = _encode(value)
+    except (TypeError, ValueError, msgspec.EncodeError) as exc:  # ValueError: surrogates
         raise ValueNotStorable(
             f"{kind.__name__} value {value!r:.80} cannot be stored in a snapshot: {exc}"
         ) from None
+    if b"u0000" in encoded and _NUL_ESCAPE.search(encoded):
+        raise ValueNotStorable(f"{kind.__name__} value {value!r:.80} cannot be stored: it "
+                               "contains NUL (U+0000) in a text")
+    return _decode(encoded)
 
 
 def copy_value(value: Any) -> Any:

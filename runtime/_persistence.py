@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from storage import SnapshotStore, Write
+from storage import SnapshotRefused, SnapshotStore, Write
 
 from ._actor import Actor, Reply
 from ._clock import Clock
@@ -41,12 +41,12 @@ class Pipeline:
     """Owns every write to the store after activation."""
 
     def __init__(self, store: SnapshotStore, clock: Clock, *, batch_size: int, max_delay: float,
-                 on_stale: Callable[[Actor], None]) -> None:
+                 on_refused: Callable[[Actor, str], None]) -> None:
         self.store = store
         self._clock = clock
         self._batch_size = batch_size
         self._max_delay = max_delay
-        self._on_stale = on_stale
+        self._on_refused = on_refused  # the actor's unsaved state is lost: reload it (why)
         self._retry = RETRY
         self._rng = random.Random()
         self._dirty: dict[str, Actor] = {}
@@ -238,13 +238,18 @@ class Pipeline:
         else:
             names = [n for n in islice((n for n in dirty if n not in busy), self._batch_size)]
             actors = [dirty.pop(name) for name in names]
-        busy.update(a.name for a in actors)
-        writes = []
+        taken, writes = [], []
         for a in actors:
             props, ext = (a.props, a.ext) if a.turn is None else a.turn.committed()
-            writes.append(Write(a.name, a.stored_version, a.version, _encode(props),
-                                _encode(ext) if ext else _EMPTY))
-        return actors, writes
+            try:
+                writes.append(Write(a.name, a.stored_version, a.version, _encode(props),
+                                    _encode(ext) if ext else _EMPTY))
+            except Exception as exc:  # values are checked at `set`: only a state corrupted
+                self._refuse(a, SnapshotRefused(f"cannot encode: {exc}"))  # behind our back
+                continue
+            taken.append(a)
+        busy.update(a.name for a in taken)
+        return taken, writes
 
     async def _gather(self) -> None:
         """Let a batch gather for up to `max_delay` (group commit); cut short by `_hurry`."""
@@ -267,6 +272,16 @@ class Pipeline:
         try:
             refused = await self.store.save_many(writes)
             landed = await self._own_writes(refused) if refused else {}
+        except SnapshotRefused as exc:
+            # Something in this batch is refused for what it holds, and would be again: split
+            # the batch until the snapshots at fault are alone, so that the others get stored.
+            if len(writes) == 1:
+                self._refuse(actors[0], exc)
+            else:
+                half = len(writes) // 2
+                await self._write(actors[:half], writes[:half])
+                await self._write(actors[half:], writes[half:])
+            return
         except Exception as exc:  # the store is down or failing: keep everything, retry
             self.failures += 1
             self.last_error = exc
@@ -298,7 +313,7 @@ class Pipeline:
                     f"the store holds a newer version of {actor.name!r} than "
                     f"v{write.expected_version}; its unsaved changes were discarded and it was "
                     "reloaded"))
-                self._on_stale(actor)
+                self._on_refused(actor, "its snapshot is stale: the store holds a newer version")
             else:
                 actor.stored_version = write.version
                 self._attempted.pop(write.name, None)
@@ -320,6 +335,17 @@ class Pipeline:
                         _decode(w.properties) and _decode(snap.ext) == _decode(w.ext):
                     landed[name] = w.version
         return landed
+
+    def _refuse(self, actor: Actor, error: SnapshotRefused) -> None:
+        """The store will never take this snapshot: waiting for it would hold the subject's
+        writes back forever. Its waiting callers hear why; the actor is reloaded from its last
+        stored snapshot, as after a crash."""
+        self._in_flight.discard(actor.name)
+        self._attempted.pop(actor.name, None)
+        self._fail_acks(actor, SnapshotRefused(
+            f"the snapshot v{actor.version} of {actor.name!r} cannot be stored ({error}); its "
+            f"unsaved changes were discarded and it was reloaded from v{actor.stored_version}"))
+        self._on_refused(actor, f"the store cannot take its snapshot ({error})")
 
     def _release_acks(self, actor: Actor) -> None:
         """Resolve the acknowledgements the actor's stored version now covers."""

@@ -24,8 +24,7 @@ def checked_patch(values: Mapping[str, Any]) -> dict[str, Any]:
         raise TypeError(f"patch takes a mapping of property names to values, not {values!r}")
     checked = {}
     for prop, value in values.items():
-        if prop.__class__ is not str or not prop:
-            check_property_name(prop)
+        check_property_name(prop)
         checked[prop] = value if value.__class__ in PLAIN_TYPES or callable(value) \
             else normalize(value)
     return checked
@@ -61,8 +60,7 @@ class SubjectRef(msgspec.Struct, frozen=True):
                   durable: bool | None = None) -> Any:
         """Set a property to a value, or to `value(current)` if callable (atomic: applied inside
         the turn). Returns the value stored."""
-        if prop.__class__ is not str or not prop:
-            check_property_name(prop)
+        check_property_name(prop)
         if value.__class__ not in PLAIN_TYPES and not callable(value):
             value = normalize(value)  # refuse what cannot be stored here, at the caller
         return await self._rt._call(self.name, Message(SET, prop, value, extra), None, durable,
@@ -87,6 +85,9 @@ class SubjectRef(msgspec.Struct, frozen=True):
 
     async def set_ext(self, prop: str, value: Any, *, durable: bool | None = None) -> Any:
         """Set an extended property: stored with the subject, never an event."""
+        check_property_name(prop)
+        if value.__class__ not in PLAIN_TYPES and not callable(value):
+            value = normalize(value)  # refuse what cannot be stored here, at the caller
         return await self._rt._call(self.name, Message(SET_EXT, prop, value), None, durable,
                                     write=True)
 

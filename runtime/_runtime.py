@@ -223,7 +223,7 @@ class Runtime:
         self._loop = asyncio.get_running_loop()
         await self.store.open()
         self._pipeline = Pipeline(self.store, self.clock, batch_size=self._flush_batch,
-                                  max_delay=self._flush_delay, on_stale=self._on_stale)
+                                  max_delay=self._flush_delay, on_refused=self._on_refused)
         self._pipeline.start()
         if self.passivate_after is not None:
             self._sweeper = self._loop.create_task(self._sweep(self.passivate_after),
@@ -917,9 +917,10 @@ class Runtime:
         self._lifecycle(actor.supervisor, SUBJECT_RESTARTED, actor.name,
                         {"restarts": trouble.restarts})
 
-    def _on_stale(self, actor: Actor) -> None:
-        """The store holds a newer version written by someone else: drop our changes, reload."""
-        log.error("stale snapshot of %s refused by the store; reloading it", actor.name)
+    def _on_refused(self, actor: Actor, why: str) -> None:
+        """The store will not take the actor's snapshot (it holds a newer version written by
+        someone else, or cannot keep what it holds): drop our changes, reload."""
+        log.error("%s: %s; reloading it from the store", actor.name, why)
         actor.version = actor.stored_version  # nothing of ours is worth writing any more
         assert self._pipeline is not None
         self._pipeline.forget(actor)

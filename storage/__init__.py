@@ -1,6 +1,14 @@
 """Snapshot stores: where subjects' state lives between activations."""
 
-from ._protocol import Delete, Snapshot, SnapshotStore, StoreError, StoreUnavailable, Write
+from ._protocol import (
+    Delete,
+    Snapshot,
+    SnapshotRefused,
+    SnapshotStore,
+    StoreError,
+    StoreUnavailable,
+    Write,
+)
 from ._url import open_store
 from .memory import MemoryStore
 from .sqlite import SQLiteStore
@@ -10,6 +18,7 @@ __all__ = [
     "MemoryStore",
     "SQLiteStore",
     "Snapshot",
+    "SnapshotRefused",
     "SnapshotStore",
     "StoreError",
     "StoreUnavailable",

@@ -50,6 +50,12 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached or failed transiently; the same call may succeed later."""
 
 
+class SnapshotRefused(StoreError):
+    """The store refused a batch for what a snapshot in it holds (a value it cannot keep, a size
+    over its limits): writing the same snapshots again fails again. The runtime splits the batch
+    to find the snapshots at fault, so that they do not hold back the others."""
+
+
 def unavailable(server: str, what: str, exc: BaseException, timeout: float,
                 password: str | None) -> StoreUnavailable:
     """The error for a network store's failed call: what failed and why, never the password."""
@@ -85,7 +91,8 @@ class SnapshotStore(Protocol):
 
     async def save_many(self, writes: Sequence[Write]) -> list[str]:
         """Apply each write whose expected version matches; return the names refused as stale.
-        The accepted writes are durable (committed) when this returns."""
+        The accepted writes are durable (committed) when this returns. `SnapshotRefused` if the
+        content of a write is refused (then none is applied)."""
 
     async def delete_many(self, deletes: Sequence[Delete]) -> list[str]:
         """Delete each subject whose stored version matches; return the names refused."""

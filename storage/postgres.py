@@ -7,7 +7,8 @@ check happens inside that statement, so concurrent runtimes cannot overwrite eac
 
 JSONB keeps the meaning of the JSON, not its bytes: PostgreSQL reorders keys and reformats
 whitespace, so `load_many` returns an equivalent, canonicalised document. It also rejects what
-JSONB cannot hold (a `\\u0000` escape), which fails the whole batch with `StoreError`.
+JSONB cannot hold (a `\\u0000` escape; the runtime refuses NUL in text before it gets here), which
+fails the whole batch with `SnapshotRefused`.
 
 Connection settings come from the URL (`postgresql://user:password@host:port/database?...`).
 Whatever the URL leaves out comes, as usual for asyncpg and libpq, from the environment: PGHOST,
@@ -39,7 +40,15 @@ from asyncpg.exceptions import (  # type: ignore[import-untyped]
     TargetServerAttributeNotMatched,
 )
 
-from ._protocol import Delete, Snapshot, StoreError, StoreUnavailable, Write, unavailable
+from ._protocol import (
+    Delete,
+    Snapshot,
+    SnapshotRefused,
+    StoreError,
+    StoreUnavailable,
+    Write,
+    unavailable,
+)
 
 T = TypeVar("T")
 
@@ -72,6 +81,10 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 )
 # InterfaceError subclasses that are mistakes, not outages: a retry would fail the same way.
 _PERMANENT: tuple[type[BaseException], ...] = (asyncpg.DataError, ClientConfigurationError)
+# Errors about what a statement's data holds (22xxx data exceptions: a character JSONB cannot
+# keep; 54xxx program limits: a value too big): the same data fails again.
+_REFUSED: tuple[type[BaseException], ...] = (asyncpg.DataError,
+                                             asyncpg.ProgramLimitExceededError)
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,54}")  # room for "_schema" within 63 bytes
 
@@ -269,6 +282,8 @@ class PostgresStore:
         try:
             async with asyncio.timeout(self.timeout):
                 return await work
+        except _REFUSED as exc:
+            raise SnapshotRefused(f"PostgreSQL {self._where}: {what} failed: {exc}") from exc
         except _PERMANENT as exc:
             raise StoreError(f"PostgreSQL {self._where}: {what} failed: {exc}") from exc
         except _TRANSIENT as exc:

@@ -37,7 +37,7 @@ from typing import TypeVar
 
 import msgspec
 
-from ._protocol import Delete, Snapshot, StoreUnavailable, Write
+from ._protocol import Delete, Snapshot, SnapshotRefused, StoreUnavailable, Write
 
 T = TypeVar("T")
 log = logging.getLogger("subjects.storage")
@@ -100,6 +100,8 @@ class SQLiteStore:
                 raise StoreUnavailable(f"{self!r} is not open")
             try:
                 return fn(self._db)
+            except sqlite3.DataError as exc:  # a value over SQLite's limits (SQLITE_TOOBIG)
+                raise SnapshotRefused(f"SQLite {self.path!r}: {exc}") from exc
             except sqlite3.OperationalError as exc:  # locked, disk full, I/O error: transient
                 if exc.sqlite_errorcode != _SQLITE_BUSY or loop.time() > deadline:
                     raise StoreUnavailable(f"SQLite {self.path!r}: {exc}") from exc

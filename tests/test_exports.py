@@ -19,7 +19,8 @@ RUNTIME = {
     "SubjectsError", "Supervisor", "run",
 }
 STORAGE = {
-    "Delete", "MemoryStore", "SQLiteStore", "Snapshot", "SnapshotStore", "StoreError",
+    "Delete", "MemoryStore", "SQLiteStore", "Snapshot", "SnapshotRefused", "SnapshotStore",
+    "StoreError",
     "StoreUnavailable", "Write", "open_store",
 }
 

@@ -72,3 +72,42 @@ async def test_set_refuses_unstorable_values_at_call_time():
         with pytest.raises(TypeError):
             await dev.set("", 1)
         assert (await dev.state()).properties == {}
+
+
+@pytest.mark.parametrize("value", ["a\x00b", "\ud800", ["ok", "\x00"], {"k\x00": 1},
+                                   {"a": ["\udfff"]}, ("\\\x00",)])
+def test_text_every_store_cannot_keep_is_refused(value):
+    # NUL: PostgreSQL's JSONB refuses it; a lone surrogate has no UTF-8 form. One rule for
+    # every store, so that a state can move between stores.
+    with pytest.raises(ValueNotStorable, match=r"NUL|surrogate"):
+        normalize(value)
+
+
+def test_text_that_only_looks_like_nul_is_kept():
+    assert normalize("\\u0000") == "\\u0000"  # a backslash, then the letters u0000
+    assert normalize(["\\\\u0000", "é", "\U0001f600"]) == ["\\\\u0000", "é", "\U0001f600"]
+
+
+async def test_unstorable_text_is_refused_at_the_caller_and_nothing_is_sent():
+    async with Runtime() as rt:
+        dev = rt.subject("d")
+        for write in (dev.set("x", "a\x00"), dev.set("x\x00", 1), dev.set("\ud800", 1),
+                      dev.patch({"ok": 1, "x": "\ud800"}), dev.patch({"ok": 1, "x\x00": 1}),
+                      dev.set_ext("x", "a\x00"),
+                      rt.patch_many({"d": {"ok": 1}, "e": {"x": ["\x00"]}})):
+            with pytest.raises(ValueNotStorable):
+                await write
+        assert (await dev.state()).properties == {}
+        assert rt.dead_letters.for_subject("d") == []  # refused before any turn
+
+
+async def test_unstorable_text_set_by_a_handler_fails_only_its_turn():
+    async with Runtime() as rt:
+        @rt.on("store")
+        async def store(ctx):
+            ctx.subject.set("x", ctx.payload)
+
+        with pytest.raises(ValueNotStorable):
+            await rt.ask("d", "store", "a\x00")
+        await rt.ask("d", "store", "fine")
+        assert (await rt.subject("d").state()).properties == {"x": "fine"}

@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from runtime import NotDurable, Runtime, StaleVersion
-from storage import MemoryStore, Write
+from storage import MemoryStore, SnapshotRefused, Write
 
 
 class GatedStore(MemoryStore):
@@ -157,3 +157,22 @@ async def test_shutdown_with_a_store_that_never_answers_is_bounded(caplog):
     await rt.subject("d").set("x", 1)
     await asyncio.wait_for(rt.close(), 5)
     assert "shutdown timed out" in caplog.text and "d" in caplog.text
+
+
+async def test_a_snapshot_that_cannot_be_encoded_does_not_stop_the_writer(caplog):
+    """Values are checked at `set`; a state corrupted behind the runtime's back (here by hand)
+    fails that subject's durable writes clearly and reloads it, and every other write goes on."""
+    store = MemoryStore()
+    async with Runtime(store, passivate_after=None) as rt:
+        await rt.subject("bad").set("a", 1, durable=True)
+        rt._actors["bad"].props["a"] = "\ud800"  # no UTF-8 form: the encoder refuses it
+        with pytest.raises(SnapshotRefused, match=r"'bad' cannot be stored.*reloaded from v1"):
+            await rt.subject("bad").set("b", 2, durable=True)
+        assert await rt.subject("good").set("a", 1, durable=True) == 1
+        await rt.idle()
+        assert (await rt.subject("bad").state()).properties == {"a": 1}  # as stored
+        assert await rt.subject("bad").set("b", 3, durable=True) == 3
+    assert "bad: the store cannot take its snapshot" in caplog.text
+    found = await store.load_many(["bad", "good"])
+    assert found["bad"].version == 2 and found["bad"].properties == b'{"a":1,"b":3}'
+    assert found["good"].version == 1

@@ -142,6 +142,10 @@ async def test_bad_input_is_refused_with_its_status(edge, http):
         (http.post("/subjects/device:1/events/reboot", json=[]), 422, "invalid_payload"),
         (http.patch("/subjects/a:1/properties", json=[1, 2]), 400, "bad_request"),
         (http.patch("/subjects/a:1/properties"), 400, "bad_json"),
+        (http.patch("/subjects/a:1/properties", content=b'{"a": "x\\u0000"}', headers=JSON),
+         422, "value_not_storable"),
+        (http.patch("/subjects", content=b'{"a:1": {"a": ["\\u0000"]}}', headers=JSON), 422,
+         "value_not_storable"),
         (http.get("/no/such/route"), 404, "not_found"),
         (http.put("/subjects/a:1"), 405, "method_not_allowed"),
     ]

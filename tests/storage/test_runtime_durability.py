@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from runtime import BatchFailed, NotDurable, Runtime, StaleVersion
-from storage import SnapshotStore, SQLiteStore
+from storage import SnapshotRefused, SnapshotStore, SQLiteStore
 from storage.postgres import PostgresStore
 from storage.redis import RedisStore
 from tests.faultproxy import FaultProxy
@@ -170,3 +170,53 @@ async def test_two_runtimes_on_postgres_never_overwrite_each_other(
             await two.subject("d").set("x", "two", durable=True)
         await two.idle()
         assert await two.subject("d").get("x") == "one"
+
+
+async def test_a_snapshot_over_sqlites_limits_is_refused_alone(tmp_path: Path,
+                                                               caplog: Any) -> None:
+    """SQLite refuses a batch whose text is over its length limit (lowered here from 1 GB):
+    the batch is split until the one subject too big for it is alone; the others are stored."""
+    path = str(tmp_path / "limits.db")
+    store = SQLiteStore(path)
+    async with Runtime(store, passivate_after=None, flush_delay=0.01) as rt:
+        await rt.subject("big:1").set("v", "small", durable=True)
+        assert store._db is not None
+        store._db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 20_000)
+        updates = {f"ok:{i}": {"v": "x" * 1000} for i in range(30)}
+        updates["big:1"] = {"v": "y" * 30_000}
+        with pytest.raises(BatchFailed) as failed:
+            await rt.patch_many(updates, durable=True)
+        assert set(failed.value.results) == {f"ok:{i}" for i in range(30)}
+        assert list(failed.value.errors) == ["big:1"]
+        assert isinstance(failed.value.errors["big:1"], SnapshotRefused)
+        assert "too big" in str(failed.value.errors["big:1"])
+        await rt.idle()
+        assert await rt.subject("big:1").get("v") == "small"  # reloaded as stored
+    with sqlite3.connect(path) as db:
+        stored = db.execute("SELECT count(*) FROM subjects WHERE name LIKE 'ok:%'").fetchone()
+    assert stored == (30,)
+    assert "big:1: the store cannot take its snapshot" in caplog.text
+
+
+async def test_a_snapshot_postgres_refuses_is_refused_alone(postgres_url: str,
+                                                            postgres_table: str) -> None:
+    """A snapshot PostgreSQL refuses for what it holds (here a NUL, which the runtime refuses at
+    `set`; put into the state by hand) fails only its own subject's write."""
+    store = PostgresStore(postgres_url, table=postgres_table)
+    async with Runtime(store, passivate_after=None) as rt:
+        await rt.subject("bad:1").set("v", 0, durable=True)
+        rt._actors["bad:1"].props["w"] = "a\x00b"
+        with pytest.raises(BatchFailed) as failed:
+            await rt.patch_many({f"ok:{i}": {"v": i} for i in range(10)} | {"bad:1": {"v": 1}},
+                                durable=True)
+        assert list(failed.value.errors) == ["bad:1"]
+        assert "\\u0000 cannot be converted to text" in str(failed.value.errors["bad:1"])
+        assert await rt.subject("ok:2").set("v", 3, durable=True) == 3
+    check = PostgresStore(postgres_url, table=postgres_table)
+    await check.open()
+    try:
+        found = await check.load_many(["bad:1", "ok:0", "ok:2"])
+    finally:
+        await check.close()
+    assert found["bad:1"].version == 1 and found["ok:0"].version == 1
+    assert found["ok:2"].version == 2
