@@ -35,6 +35,9 @@ _EMPTY = b"{}"
 RETRY = Backoff(min=0.05, max=5.0)  # between attempts while the store fails
 EXPIRY_CHECK = 0.05  # how often overdue durable acknowledgements are looked for
 INFINITY = float("inf")
+# Bound on the encoded snapshots of one batch, beside `batch_size`: a batch is one statement, and
+# SQLite runs its statements on the event loop's thread (a batch of big states would stall it).
+BATCH_BYTES = 4 * 1024 * 1024
 
 
 class Pipeline:
@@ -229,8 +232,8 @@ class Pipeline:
     def _take_batch(self) -> tuple[list[Actor], list[Write]]:
         """Up to `batch_size` dirty actors that no batch in flight is writing (an actor's next
         snapshot must be based on the version its previous one stored), with their snapshots
-        encoded now. An actor in the middle of a turn is snapshotted as it was before that turn:
-        uncommitted changes never reach the store."""
+        encoded now, up to about BATCH_BYTES of them. An actor in the middle of a turn is
+        snapshotted as it was before that turn: uncommitted changes never reach the store."""
         dirty, busy = self._dirty, self._in_flight
         if not busy and len(dirty) <= self._batch_size:
             actors = list(dirty.values())
@@ -238,15 +241,21 @@ class Pipeline:
         else:
             names = [n for n in islice((n for n in dirty if n not in busy), self._batch_size)]
             actors = [dirty.pop(name) for name in names]
-        taken, writes = [], []
-        for a in actors:
+        taken, writes, size = [], [], 0
+        for i, a in enumerate(actors):
+            if size >= BATCH_BYTES:  # big states: the rest waits for the next batch
+                for rest in actors[i:]:
+                    dirty[rest.name] = rest
+                break
             props, ext = (a.props, a.ext) if a.turn is None else a.turn.committed()
             try:
-                writes.append(Write(a.name, a.stored_version, a.version, _encode(props),
-                                    _encode(ext) if ext else _EMPTY))
+                write = Write(a.name, a.stored_version, a.version, _encode(props),
+                              _encode(ext) if ext else _EMPTY)
             except Exception as exc:  # values are checked at `set`: only a state corrupted
                 self._refuse(a, SnapshotRefused(f"cannot encode: {exc}"))  # behind our back
                 continue
+            size += len(write.properties) + len(write.ext)
+            writes.append(write)
             taken.append(a)
         busy.update(a.name for a in taken)
         return taken, writes

@@ -176,3 +176,14 @@ async def test_a_snapshot_that_cannot_be_encoded_does_not_stop_the_writer(caplog
     found = await store.load_many(["bad", "good"])
     assert found["bad"].version == 2 and found["bad"].properties == b'{"a":1,"b":3}'
     assert found["good"].version == 1
+
+
+async def test_batches_are_bounded_in_bytes_too():
+    store = MemoryStore()
+    async with Runtime(store, passivate_after=None, flush_batch=1000, flush_delay=0.001) as rt:
+        big = "x" * (1024 * 1024)
+        versions = await rt.patch_many({f"d:{i}": {"v": big} for i in range(20)}, durable=True)
+        assert set(versions.values()) == {1}
+        # About 4 MiB per batch: at least five batches, and every snapshot stored.
+        assert store.writes >= 5
+        assert len(await store.load_many([f"d:{i}" for i in range(20)])) == 20
