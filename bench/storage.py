@@ -16,7 +16,9 @@ For SQLite, PostgreSQL and Redis in turn:
 Also, once: the asyncio floor of the peak phase's shape, SENDERS tasks each awaiting one future
 per update, resolved in batches of BATCH, with no actor and no database. No design where each
 update has an awaiting caller goes faster on this interpreter; its ratio to a ceiling bounds
-what the runtime's ratio can be.
+what the runtime's ratio can be. And the runtime without persistence: both shapes on the memory
+store, not durable (callers do not wait for writes); the runtime's ratio to it is the share of
+its own throughput that durable persistence leaves.
 
 Targets: peak >= 0.7 of the raw ceiling; p99 < 20 ms at half the peak rate.
 Run: python bench/storage.py [--quick] [--only sqlite,postgres,redis]
@@ -42,7 +44,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from runtime import Runtime
-from storage import SnapshotStore, SQLiteStore
+from storage import MemoryStore, SnapshotStore, SQLiteStore
 from storage.postgres import PostgresStore
 from storage.redis import RedisStore
 
@@ -130,13 +132,14 @@ async def raw_redis(data: list[tuple[str, int, bytes]]) -> float:
 
 
 async def through_runtime(make: Callable[[], SnapshotStore], n: int, rate: float | None,
-                          batched: bool = False) -> tuple[float, list[float], float]:
+                          batched: bool = False, durable: bool = True
+                          ) -> tuple[float, list[float], float]:
     """Update n subjects once each with durable acknowledgements; at `rate` per second on a
     fixed schedule, or as fast as SENDERS senders go. `batched`: BATCH subjects per call
     (`patch_many`), from BATCH_CALLERS callers; latencies are then per call. Returns (elapsed,
     latencies, activation time)."""
     latencies: list[float] = []
-    async with Runtime(make(), durable=True, passivate_after=None, flush_batch=BATCH,
+    async with Runtime(make(), durable=durable, passivate_after=None, flush_batch=BATCH,
                        flush_delay=0.002, mailbox_size=10_000) as rt:
         refs = [rt.subject(f"bench:{i:06d}") for i in range(n)]
         t0 = time.perf_counter()
@@ -223,7 +226,7 @@ def percentile(values: list[float], q: float) -> float:
 
 async def bench(name: str, make: Callable[[], SnapshotStore],
                 raw: Callable[[], Awaitable[float]], reset: Callable[[], Awaitable[None]],
-                n: int, floor: float) -> None:
+                n: int, floor: float, unpersisted: tuple[float, float]) -> None:
     await reset()
     raw_time = await raw()
     await reset()
@@ -244,10 +247,11 @@ async def bench(name: str, make: Callable[[], SnapshotStore],
           f"{percentile(peak_lat, 50) * 1e3:.1f} ms p99 {percentile(peak_lat, 99) * 1e3:.1f} ms"
           f" | at {peak / 2:,.0f}/s (half peak) p50 {percentile(half_lat, 50) * 1e3:.1f} ms p99 "
           f"{percentile(half_lat, 99) * 1e3:.1f} ms (target < 20 ms) | activation of all "
-          f"{n / activation:,.0f}/s | asyncio floor = {floor / ceiling:.2f} of ceiling",
-          flush=True)
+          f"{n / activation:,.0f}/s | asyncio floor = {floor / ceiling:.2f} of ceiling | "
+          f"{peak / unpersisted[0]:.2f} of the runtime without persistence", flush=True)
     print(f"{name:9} batched: patch_many of {BATCH} subjects from {BATCH_CALLERS} callers "
-          f"{batch_peak:>9,.0f} updates/s = {batch_peak / ceiling:.2f} of ceiling | at "
+          f"{batch_peak:>9,.0f} updates/s = {batch_peak / ceiling:.2f} of ceiling, "
+          f"{batch_peak / unpersisted[1]:.2f} of the runtime without persistence | at "
           f"{batch_peak / 2:,.0f}/s (half peak) per call p50 {percentile(batch_lat, 50) * 1e3:.1f}"
           f" ms p99 {percentile(batch_lat, 99) * 1e3:.1f} ms", flush=True)
 
@@ -265,6 +269,11 @@ async def main() -> None:
     floor = await asyncio_floor(n)
     print(f"asyncio floor (one awaited future per update, no actor, no database): "
           f"{floor:,.0f} updates/s", flush=True)
+    single, _, _ = await through_runtime(MemoryStore, n, None, durable=False)
+    batched, _, _ = await through_runtime(MemoryStore, n, None, batched=True, durable=False)
+    unpersisted = (n / single, n / batched)
+    print(f"the runtime without persistence (memory store, not durable): {n / single:,.0f} "
+          f"updates/s one per call, {n / batched:,.0f} batched", flush=True)
     only = args.only.split(",")
     if "sqlite" in only:
         with tempfile.TemporaryDirectory() as tmp:
@@ -278,7 +287,7 @@ async def main() -> None:
 
             await bench("sqlite", lambda: SQLiteStore(path),
                         lambda: raw_sqlite(f"{tmp}/raw{next(counter)}.db", data),
-                        reset_sqlite, n, floor)
+                        reset_sqlite, n, floor, unpersisted)
     if "postgres" in only:
         async def reset_pg() -> None:
             con = await asyncpg.connect(PG_URL)
@@ -287,7 +296,8 @@ async def main() -> None:
 
         store = PostgresStore(PG_URL, table="bench_subjects")
         await bench("postgres", lambda: PostgresStore(PG_URL, table="bench_subjects"),
-                    lambda: raw_postgres(data, store.write_concurrency), reset_pg, n, floor)
+                    lambda: raw_postgres(data, store.write_concurrency), reset_pg, n, floor,
+                    unpersisted)
     if "redis" in only:
         async def reset_redis() -> None:
             client = aioredis.Redis.from_url(REDIS_URL)
@@ -297,7 +307,7 @@ async def main() -> None:
             await client.aclose()
 
         await bench("redis", lambda: RedisStore(REDIS_URL, prefix="benchrt:"),
-                    lambda: raw_redis(data), reset_redis, n, floor)
+                    lambda: raw_redis(data), reset_redis, n, floor, unpersisted)
 
 
 if __name__ == "__main__":
