@@ -17,8 +17,10 @@ _decode = msgspec.json.Decoder().decode
 
 
 # Values that JSON stores exactly as they are (floats are not: NaN and infinities are not JSON;
-# strings are not either, see `check_text`).
-PLAIN_TYPES = frozenset({int, bool, type(None)})
+# nor are strings, see `check_text`, or integers, see MAX_INT_BITS).
+PLAIN_TYPES = frozenset({bool, type(None)})
+# Integers are written in decimal, and Python converts at most 4,300 digits (int_max_str_digits).
+MAX_INT_BITS = 14_000  # 4,215 decimal digits
 # A NUL escaped in encoded JSON: "\u0000" after an even number of backslashes (one of its own).
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
@@ -47,22 +49,37 @@ def normalize(value: Any) -> Any:
     """Return `value` as it reads back from a snapshot, or raise `ValueNotStorable`."""
     kind = type(value)
     # Fast path for the scalars that JSON keeps as they are (the overwhelming majority).
-    if kind is int or kind is bool or value is None:
+    if kind is bool or value is None:
         return value
+    if kind is int:
+        if value.bit_length() <= MAX_INT_BITS:
+            return value
+        raise ValueNotStorable(f"an integer of {value.bit_length()} bits cannot be stored: "
+                               f"snapshots hold integers of up to {MAX_INT_BITS} bits")
     if kind is str:
         return value if value.isascii() and "\x00" not in value else check_text(value)
     if kind is float and value - value == 0.0:  # finite; NaN and infinities become null below
         return value
     try:
         encoded = _encode(value)
-    except (TypeError, ValueError, msgspec.EncodeError) as exc:  # ValueError: surrogates
+    except (TypeError, ValueError, RecursionError, msgspec.EncodeError) as exc:
+        # ValueError: surrogates, huge integers; RecursionError: nesting too deep to encode
         raise ValueNotStorable(
-            f"{kind.__name__} value {value!r:.80} cannot be stored in a snapshot: {exc}"
+            f"{kind.__name__} value {_shown(value)} cannot be stored in a snapshot: {exc}"
         ) from None
     if b"u0000" in encoded and _NUL_ESCAPE.search(encoded):
-        raise ValueNotStorable(f"{kind.__name__} value {value!r:.80} cannot be stored: it "
+        raise ValueNotStorable(f"{kind.__name__} value {_shown(value)} cannot be stored: it "
                                "contains NUL (U+0000) in a text")
     return _decode(encoded)
+
+
+def _shown(value: Any) -> str:
+    """The start of a value's repr, for an error message; a value too big or too deep for
+    `repr` itself is named by its type."""
+    try:
+        return f"{value!r:.80}"
+    except (ValueError, RecursionError):
+        return f"<a {type(value).__name__} too big to show>"
 
 
 def copy_value(value: Any) -> Any:

@@ -217,10 +217,11 @@ class Pipeline:
             if self.failures:  # the store is failing: back off before the next attempt
                 await self._clock.sleep(self._retry.delay(self.failures, self._rng))
             actors, writes = self._take_batch()
-            if not actors:  # every dirty actor is in a batch in flight: wait for one to end
-                self._wake.clear()
-                await self._wake.wait()
-                continue
+            if not actors:
+                if self._dirty:  # every dirty actor is in a batch in flight: wait for one
+                    self._wake.clear()
+                    await self._wake.wait()
+                continue  # (or the store refused every one of them: nothing is left)
             writer = loop.create_task(self._write(actors, writes))
             self._writers.add(writer)
             writer.add_done_callback(self._writer_done)
@@ -278,6 +279,7 @@ class Pipeline:
             _resolve(self._gathering)
 
     async def _write(self, actors: list[Actor], writes: list[Write]) -> None:
+        split = False  # then each half takes its subjects out of flight as it ends, and only it
         try:
             refused = await self.store.save_many(writes)
             landed = await self._own_writes(refused) if refused else {}
@@ -287,6 +289,7 @@ class Pipeline:
             if len(writes) == 1:
                 self._refuse(actors[0], exc)
             else:
+                split = True
                 half = len(writes) // 2
                 await self._write(actors[:half], writes[:half])
                 await self._write(actors[half:], writes[half:])
@@ -303,7 +306,8 @@ class Pipeline:
                 self._dirty.setdefault(actor.name, actor)
             return
         finally:
-            self._in_flight.difference_update(a.name for a in actors)
+            if not split:  # a subject of a half may be in another writer's batch by now
+                self._in_flight.difference_update(a.name for a in actors)
         self.failures = 0
         self.last_error = None
         self.batches += 1

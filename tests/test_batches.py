@@ -115,3 +115,41 @@ async def test_a_batch_needs_a_running_runtime():
     rt = Runtime()
     with pytest.raises(RuntimeNotRunning):
         await rt.patch_many({"d:1": {"a": 1}})
+
+
+async def test_a_subject_whose_behaviour_waits_holds_back_no_other(rt):
+    gate = asyncio.Event()
+
+    @rt.on(PROPERTY_CHANGED, subject="slow:*")
+    async def wait_for_gate(ctx):
+        await gate.wait()
+
+    names = ["slow:1"] + [f"fast:{i}" for i in range(10)]
+    for name in names:  # active and idle: a caller could run their turns itself, one by one
+        await rt.subject(name).get("v")
+    batch = asyncio.create_task(rt.patch_many({name: {"v": 1} for name in names}))
+    await asyncio.sleep(0)  # the batch is sent: each get below waits behind its patch
+    for i in range(10):  # each is applied while slow:1's turn still waits
+        assert await rt.subject(f"fast:{i}").get("v") == 1
+    assert not batch.done()
+    gate.set()
+    assert (await batch)["slow:1"] == 1
+
+
+async def test_a_batch_to_a_closed_runtime_is_refused_whole():
+    async with Runtime() as rt:
+        pass
+    with pytest.raises(RuntimeNotRunning):
+        await rt.patch_many({"d:1": {"a": 1}})
+
+
+async def test_dead_letters_of_a_batch_keep_its_message_not_its_results(rt):
+    @rt.on(PROPERTY_CHANGED, subject="bad:*")
+    async def refuse(ctx):
+        raise ValueError("no")
+
+    with pytest.raises(BatchFailed):
+        await rt.patch_many({"bad:1": {"v": 1}, "ok:1": {"v": 1}})
+    letter = rt.dead_letters.for_subject("bad:1")[0]
+    _, message = rt.dead_letters.take(letter)
+    assert message.future is None and message.value == {"v": 1}

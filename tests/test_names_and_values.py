@@ -111,3 +111,21 @@ async def test_unstorable_text_set_by_a_handler_fails_only_its_turn():
             await rt.ask("d", "store", "a\x00")
         await rt.ask("d", "store", "fine")
         assert (await rt.subject("d").state()).properties == {"x": "fine"}
+
+
+def test_integers_too_long_to_write_are_refused():
+    assert normalize(2**70) == 2**70  # big integers are fine: JSON numbers have no size
+    with pytest.raises(ValueNotStorable, match="bits cannot be stored"):
+        normalize(10**5000)
+    with pytest.raises(ValueNotStorable, match="too big to show"):
+        normalize([10**5000])
+
+
+async def test_values_too_long_or_too_deep_are_refused_at_the_caller():
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    async with Runtime() as rt:
+        for value in (10**5000, deep):
+            with pytest.raises(ValueNotStorable):
+                await rt.subject("d").set("x", value)

@@ -145,9 +145,9 @@ class HttpApi:
         """Set properties of many subjects, one turn each
         Answers every subject's new version once all their turns are applied (and snapshots
         committed when durable). Each subject's turn stands alone: if some fail, the others
-        are applied and the answer is the first failure's status, with `detail.versions`
-        (applied) and `detail.errors` (by subject). Sending the same batch again is safe: a
-        value already set changes nothing."""
+        are applied and the answer has the status of the first that failed (in the body's
+        order), with `detail.versions` (applied) and `detail.errors` (by subject). Sending
+        the same batch again is safe: a value already set changes nothing."""
         service = self.service
         principal = service.enter(request)
         updates = await inputs.read_json(request, self.limit, required=True)
@@ -164,7 +164,10 @@ class HttpApi:
         except BatchFailed as exc:
             retry = service.config.retry_after
             errors = {name: from_exception(e, retry).body() for name, e in exc.errors.items()}
-            first = from_exception(next(iter(exc.errors.values())), retry)
+            # The status is the first failure's in the request's order: in the order the
+            # failures happened, it would change from one attempt to the next.
+            first = from_exception(exc.errors[next(n for n in updates if n in exc.errors)],
+                                   retry)
             first.message = (f"{len(errors)} of {len(updates)} subjects failed; the first: "
                              f"{first.message}")
             first.detail = {"versions": exc.results, "errors": errors}

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from runtime import BatchFailed, NotDurable, Runtime, StaleVersion
@@ -220,3 +221,46 @@ async def test_a_snapshot_postgres_refuses_is_refused_alone(postgres_url: str,
         await check.close()
     assert found["bad:1"].version == 1 and found["ok:0"].version == 1
     assert found["ok:2"].version == 2
+
+
+async def test_splitting_a_refused_batch_never_writes_one_subject_twice_at_once(
+        postgres_url: str, postgres_table: str, caplog: pytest.LogCaptureFixture) -> None:
+    """While a refused batch is split, a subject of it already stored may be written again by
+    another writer (PostgreSQL writes several batches at once). It must stay in flight until
+    that write ends: a third write based on the same version would be refused as stale, and an
+    acknowledged change lost. A trigger slows writes of `a` and refuses `bad`'s, to pace it."""
+    store = PostgresStore(postgres_url, table=postgres_table)
+    async with Runtime(store, passivate_after=None, flush_delay=0.005) as rt:
+        a = rt.subject("a")
+        await a.set("n", 0, durable=True)
+        con = await asyncpg.connect(postgres_url)
+        try:
+            await con.execute(f"""
+                CREATE FUNCTION {postgres_table}_pace() RETURNS trigger AS $$
+                BEGIN
+                  IF NEW.name = 'a' THEN PERFORM pg_sleep(0.2); END IF;
+                  IF NEW.properties::text LIKE '%poison%' THEN
+                    PERFORM pg_sleep(0.1);
+                    RAISE EXCEPTION 'poison' USING ERRCODE = '22023';
+                  END IF;
+                  RETURN NEW;
+                END $$ LANGUAGE plpgsql;
+                CREATE TRIGGER pace BEFORE INSERT OR UPDATE ON {postgres_table}
+                  FOR EACH ROW EXECUTE FUNCTION {postgres_table}_pace()""")
+            # One batch [a, bad] is refused, then split: [a] is stored, then [bad] refused.
+            poisoned = asyncio.create_task(
+                rt.patch_many({"bad": {"x": "poison"}}, durable=True))
+            await a.set("n", 1, durable=True)  # returns once [a] is stored, while [bad] runs
+            await a.set("n", 2)  # a second writer takes [a] (0.2 s)...
+            with pytest.raises(BatchFailed):
+                await poisoned  # ...and the split batch ends meanwhile
+            await a.set("n", 3)  # written only after the second writer is done
+            await rt.flush()
+            assert await a.get("n") == 3
+            row = await con.fetchrow(f"SELECT version, properties->>'n' FROM {postgres_table}"
+                                     " WHERE name = 'a'")
+            assert tuple(row) == (4, "3")
+        finally:
+            await con.execute(f"DROP FUNCTION {postgres_table}_pace() CASCADE")
+            await con.close()
+    assert "stale" not in caplog.text
