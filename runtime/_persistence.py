@@ -302,7 +302,9 @@ class Pipeline:
             for write, actor in zip(writes, actors, strict=True):
                 # Its outcome is unknown: the store may hold it. Remembered until a write of
                 # that subject succeeds, so that a retry refused because of it is recognised.
-                self._attempted.setdefault(write.name, []).append(write)
+                kept = self._attempted.setdefault(write.name, [])
+                if not kept or kept[-1].version != write.version:  # not the same write again
+                    kept.append(write)
                 self._dirty.setdefault(actor.name, actor)
             return
         finally:

@@ -34,7 +34,7 @@ from actors import (
 from actors._behaviours import SKIPPED, Predicate, call_handler
 from actors._state import CascadeEvent
 from actors._values import copy_value
-from storage import Snapshot, SnapshotStore, StoreUnavailable, open_store
+from storage import Snapshot, SnapshotCorrupt, SnapshotStore, StoreUnavailable, open_store
 
 from ._actor import (
     ACTIVE,
@@ -282,7 +282,9 @@ class Runtime:
             await quiet
 
     async def flush(self) -> None:
-        """Return when every snapshot scheduled so far is committed to the store."""
+        """Return when every snapshot scheduled so far is committed to the store, or refused by
+        it (stale, or unstorable: then the subject's waiting callers get the error, the log
+        says so, and the subject is reloaded from the store)."""
         await self._running_pipeline().flush()
 
     # -- addressing ---------------------------------------------------------------------------
@@ -410,12 +412,12 @@ class Runtime:
         return await self._call(name, Message(kind, prop, default), None)
 
     async def _store(self, name: str) -> int:
-        version: int = await self._call(name, Message(STORE, ""), None)
-        actor = self._actors.get(name)
-        if actor is not None:  # else it was passivated, which needs its snapshot stored
-            await self._running_pipeline().durable(actor, version, self.durable_timeout,
-                                                   urgent=True)
-        return version
+        # The actor that ran the turn, not whichever has the name now: passivated since (its
+        # snapshot stored first) and activated again, the name belongs to another one.
+        actor, version = await self._call(name, Message(STORE, ""), None)
+        await self._running_pipeline().durable(actor, version, self.durable_timeout,
+                                               urgent=True)
+        return int(version)
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -655,28 +657,42 @@ class Runtime:
             # The store is unreachable: refuse what waits (the callers see why) and forget the
             # actors, so that the next message tries the activation again.
             for actor in actors:
-                if self._actors.get(actor.name) is actor:
-                    del self._actors[actor.name]
-                actor.status = STOPPED
-                self._refuse_all(actor, actor.mailbox, StoreUnavailable(
+                self._not_activated(actor, StoreUnavailable(
                     f"cannot activate {actor.name!r}: loading its snapshot failed: {exc}"))
-                self._release(actor)
             return
         for actor in actors:
             if actor.status == STOPPED:  # stopped while loading (its supervisor gave up)
                 self._release(actor)
                 continue
-            self._install(actor, found.get(actor.name))
+            try:
+                self._install(actor, found.get(actor.name))
+            except SnapshotCorrupt as exc:  # that subject alone: the others of the batch load
+                log.error("%s", exc)
+                self._not_activated(actor, exc)
+                continue
             self._lifecycle(actor.supervisor, SUBJECT_ACTIVATED, actor.name, None)
             self._scheduler.schedule(actor)
+
+    def _not_activated(self, actor: Actor, error: Exception) -> None:
+        """Refuse what waits for a loading actor (the callers see why) and forget it: the next
+        message tries the activation again."""
+        if self._actors.get(actor.name) is actor:
+            del self._actors[actor.name]
+        actor.status = STOPPED
+        self._refuse_all(actor, actor.mailbox, error)
+        self._release(actor)
 
     def _install(self, actor: Actor, snapshot: Snapshot | None) -> None:
         if snapshot is None:
             actor.props, actor.ext, actor.version = {}, None, 0
         else:
-            actor.props = _decode(snapshot.properties)
-            actor.ext = _decode(snapshot.ext) or None
-            actor.version = snapshot.version
+            try:
+                props, ext = _decode(snapshot.properties), _decode(snapshot.ext)
+            except msgspec.MsgspecError as exc:
+                raise SnapshotCorrupt(
+                    f"the stored snapshot v{snapshot.version} of {actor.name!r} cannot be read "
+                    f"({exc}): repair or delete it in the store") from None
+            actor.props, actor.ext, actor.version = props, ext or None, snapshot.version
         actor.stored_version = actor.version
         actor.status = ACTIVE
 
@@ -817,7 +833,7 @@ class Runtime:
             return SubjectView(actor.name, actor.version, copy_value(actor.props),
                                copy_value(actor.ext or {}))
         assert kind == STORE
-        return actor.version
+        return actor, actor.version
 
     # -- failure and supervision ----------------------------------------------------------------
 
@@ -904,7 +920,11 @@ class Runtime:
                 await self.clock.sleep(Backoff(0.05, 5.0).delay(attempt, self._rng))
         if actor.status == STOPPED:
             return
-        self._install(actor, found.get(actor.name))
+        try:
+            self._install(actor, found.get(actor.name))
+        except SnapshotCorrupt as exc:  # no restart can mend that: stop until repaired
+            self._stop(actor, str(exc))
+            return
         trouble.restarts += 1
         self._lifecycle(actor.supervisor, SUBJECT_RESTARTED, actor.name,
                         {"restarts": trouble.restarts})

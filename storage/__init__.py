@@ -3,6 +3,7 @@
 from ._protocol import (
     Delete,
     Snapshot,
+    SnapshotCorrupt,
     SnapshotRefused,
     SnapshotStore,
     StoreError,
@@ -18,6 +19,7 @@ __all__ = [
     "MemoryStore",
     "SQLiteStore",
     "Snapshot",
+    "SnapshotCorrupt",
     "SnapshotRefused",
     "SnapshotStore",
     "StoreError",

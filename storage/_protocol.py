@@ -50,6 +50,11 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached or failed transiently; the same call may succeed later."""
 
 
+class SnapshotCorrupt(StoreError):
+    """A stored snapshot cannot be read (its state is not a JSON object): that subject cannot be
+    activated until the store is repaired. Other subjects are not affected."""
+
+
 class SnapshotRefused(StoreError):
     """The store refused a batch for what a snapshot in it holds (a value it cannot keep, a size
     over its limits): writing the same snapshots again fails again. The runtime splits the batch

@@ -40,7 +40,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ReadOnlyError, RedisError
+from redis.exceptions import NoScriptError, ReadOnlyError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 try:
@@ -53,7 +53,15 @@ else:
     # would fail. They need Redis Enterprise and RESP3 anyway.
     _CHECK_IDLE_CONNECTIONS = {"maint_notifications_config": MaintNotificationsConfig(False)}
 
-from ._protocol import Delete, Snapshot, StoreError, StoreUnavailable, Write, unavailable
+from ._protocol import (
+    Delete,
+    Snapshot,
+    SnapshotRefused,
+    StoreError,
+    StoreUnavailable,
+    Write,
+    unavailable,
+)
 
 T = TypeVar("T")
 
@@ -75,15 +83,22 @@ class _Script:
 
 # KEYS[i] is a subject's key, ARGV[2i-1] the expected version as a decimal string, ARGV[2i] the
 # new value. A key is at the expected version when its value starts with "<expected>:"; "0"
-# expects no key (GETRANGE of a missing key is ""). Returns the 1-based indexes refused.
+# expects no key (GETRANGE of a missing key is ""). Returns the 1-based indexes refused. Every
+# key is checked before any is written: Redis does not undo a script's writes when it fails, so
+# a key that is not a string (WRONGTYPE) fails the whole batch with nothing applied.
 _SAVE = _Script("""
-local refused = {}
+local current = {}
 for i, key in ipairs(KEYS) do
     local expected = ARGV[2 * i - 1]
-    local head = redis.call('GETRANGE', key, 0, #expected)
-    local current
-    if expected == '0' then current = head == '' else current = head == expected .. ':' end
-    if current then
+    local head = redis.pcall('GETRANGE', key, 0, #expected)
+    if type(head) == 'table' and head.err then
+        return redis.error_reply('WRONGTYPE ' .. key .. ' does not hold a subject snapshot')
+    end
+    if expected == '0' then current[i] = head == '' else current[i] = head == expected .. ':' end
+end
+local refused = {}
+for i, key in ipairs(KEYS) do
+    if current[i] then
         redis.call('SET', key, ARGV[2 * i])
     else
         refused[#refused + 1] = i
@@ -122,10 +137,15 @@ def _encode(w: Write) -> bytes:
 
 
 def _decode(name: str, value: bytes) -> Snapshot:
-    first = value.index(b":")
-    second = value.index(b":", first + 1)
-    split = second + 1 + int(value[first + 1:second])
-    return Snapshot(name, int(value[:first]), value[second + 1:split], value[split:])
+    try:
+        first = value.index(b":")
+        second = value.index(b":", first + 1)
+        split = second + 1 + int(value[first + 1:second])
+        return Snapshot(name, int(value[:first]), value[second + 1:split], value[split:])
+    except ValueError:
+        # Not written by this store: handed on as a snapshot no one can read, so that the
+        # runtime refuses this subject alone (SnapshotCorrupt), not the whole batch.
+        return Snapshot(name, 0, b"", b"")
 
 
 class RedisStore:
@@ -180,6 +200,10 @@ class RedisStore:
                 return await fn(client)
         except _TRANSIENT as exc:
             raise self._unavailable(what, exc) from exc
+        except ResponseError as exc:
+            if str(exc).startswith("WRONGTYPE"):  # a key of another kind under our prefix
+                raise SnapshotRefused(f"Redis {self._where}: {what} failed: {exc}") from exc
+            raise StoreError(f"Redis {self._where}: {what} failed: {exc}") from exc
         except RedisError as exc:
             raise StoreError(f"Redis {self._where}: {what} failed: {exc}") from exc
 

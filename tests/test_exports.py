@@ -19,8 +19,8 @@ RUNTIME = {
     "SubjectsError", "Supervisor", "run",
 }
 STORAGE = {
-    "Delete", "MemoryStore", "SQLiteStore", "Snapshot", "SnapshotRefused", "SnapshotStore",
-    "StoreError",
+    "Delete", "MemoryStore", "SQLiteStore", "Snapshot", "SnapshotCorrupt", "SnapshotRefused",
+    "SnapshotStore", "StoreError",
     "StoreUnavailable", "Write", "open_store",
 }
 

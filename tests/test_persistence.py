@@ -189,3 +189,27 @@ async def test_batches_are_bounded_in_bytes_too():
         # About 4 MiB per batch: at least five batches, and every snapshot stored.
         assert store.writes >= 5
         assert len(await store.load_many([f"d:{i}" for i in range(20)])) == 20
+
+
+async def test_store_waits_on_the_actor_that_ran_its_turn():
+    """Between the STORE turn and its caller's wait, the subject may be passivated (its snapshot
+    stored first) and activated again: the wait must not fall on the new, loading actor."""
+    async with Runtime("memory://", max_active=1, durable_timeout=2,
+                       passivate_after=None) as rt:
+        a = rt.subject("a")
+        await a.set("n", 1, durable=True)
+        storing = False
+
+        async def other_traffic():  # runs between the STORE turn and its caller
+            while not (storing and "a" in rt._idle):
+                await asyncio.sleep(0)
+            await rt.subject("b").tell("noop")  # activating b passivates a (clean, idle)
+            await a.tell("noop")  # and a comes back: another actor, loading
+
+        helper = asyncio.create_task(other_traffic())
+        await asyncio.sleep(0)
+        await a.tell("noop")  # a is busy: store() goes through its mailbox
+        storing = True
+        async with asyncio.timeout(1):  # not durable_timeout: it was stored already
+            assert await a.store() == 1
+        await helper

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from actors import InvalidSubjectName, ValueNotStorable
-from storage import SnapshotRefused, StoreUnavailable
+from storage import SnapshotCorrupt, SnapshotRefused, StoreUnavailable
 
 from .._errors import (
     AskTimeout,
@@ -79,6 +79,8 @@ def from_exception(exc: BaseException, retry_after: int) -> EdgeError:
         return shutting_down(retry_after)
     if isinstance(exc, SnapshotRefused):
         return EdgeError(500, "snapshot_refused", str(exc))
+    if isinstance(exc, SnapshotCorrupt):
+        return EdgeError(500, "snapshot_corrupt", str(exc))
     if isinstance(exc, StoreUnavailable):
         return EdgeError(503, "store_unavailable", str(exc), retry_after=retry_after)
     if isinstance(exc, NotDurable):

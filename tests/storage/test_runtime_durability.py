@@ -16,9 +16,10 @@ from typing import Any
 
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 
 from runtime import BatchFailed, NotDurable, Runtime, StaleVersion
-from storage import SnapshotRefused, SnapshotStore, SQLiteStore
+from storage import SnapshotCorrupt, SnapshotRefused, SnapshotStore, SQLiteStore
 from storage.postgres import PostgresStore
 from storage.redis import RedisStore
 from tests.faultproxy import FaultProxy
@@ -90,6 +91,8 @@ async def outage(proxy: FaultProxy, store: SnapshotStore, check: SnapshotStore) 
         assert batch.value.results == {}
         assert all(isinstance(e, NotDurable) for e in batch.value.errors.values())
         assert await dev.get("n") == 3  # nothing lost in memory, nothing reported as stored
+        kept = [w.version for w in rt._pipeline._attempted["dev:outage"]]  # type: ignore[union-attr]
+        assert len(kept) == len(set(kept))  # a retry keeps no second copy of the same write
         assert (await check.load_many(["dev:outage"]))["dev:outage"].version == 1
         proxy.restore()
         async with asyncio.timeout(15):
@@ -264,3 +267,49 @@ async def test_splitting_a_refused_batch_never_writes_one_subject_twice_at_once(
             await con.execute(f"DROP FUNCTION {postgres_table}_pace() CASCADE")
             await con.close()
     assert "stale" not in caplog.text
+
+
+async def test_a_snapshot_that_cannot_be_read_fails_its_subject_alone(
+        postgres_url: str, postgres_table: str) -> None:
+    """A row whose state is not a JSON object (written by hand) refuses its own subject with a
+    precise error; the subjects loaded in the same batch are served."""
+    async with Runtime(PostgresStore(postgres_url, table=postgres_table)) as rt:
+        await rt.subject("bad").set("v", 1, durable=True)
+        await rt.subject("good").set("v", 1, durable=True)
+    con = await asyncpg.connect(postgres_url)
+    try:
+        await con.execute(f"UPDATE {postgres_table} SET properties = '[1, 2]' WHERE name = 'bad'")
+    finally:
+        await con.close()
+    async with Runtime(PostgresStore(postgres_url, table=postgres_table), shutdown_timeout=5,
+                       passivate_after=None) as rt:
+        bad, good = await asyncio.gather(rt.subject("bad").get("v"), rt.subject("good").get("v"),
+                                         return_exceptions=True)
+        assert isinstance(bad, SnapshotCorrupt) and "'bad' cannot be read" in str(bad)
+        assert good == 1
+        assert rt.stats()["busy"] == 0
+
+
+async def test_redis_keys_that_hold_no_snapshot_fail_their_subject_alone(
+        redis_url: str, redis_prefix: str) -> None:
+    """A key under the prefix written by someone else: unreadable text refuses its subject at
+    activation; a key of another type refuses its subject's writes, and nothing else of their
+    batch is held back or half applied."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        await client.set(f"{redis_prefix}garbage", b"not a snapshot")
+        await client.rpush(f"{redis_prefix}listed", b"x")
+        async with Runtime(RedisStore(redis_url, prefix=redis_prefix)) as rt:
+            with pytest.raises(SnapshotCorrupt):
+                await rt.subject("garbage").get("v")
+            with pytest.raises(BatchFailed) as failed:
+                await rt.patch_many({"a": {"v": 1}, "listed": {"v": 1}, "c": {"v": 1}},
+                                    durable=True)
+            assert list(failed.value.errors) == ["listed"]
+            assert isinstance(failed.value.errors["listed"], SnapshotRefused)
+            assert failed.value.results == {"a": 1, "c": 1}
+            assert await rt.subject("d").set("v", 1, durable=True) == 1
+        assert await client.type(f"{redis_prefix}listed") == b"list"
+    finally:
+        await client.delete(f"{redis_prefix}garbage", f"{redis_prefix}listed")
+        await client.aclose()
