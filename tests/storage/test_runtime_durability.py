@@ -313,3 +313,18 @@ async def test_redis_keys_that_hold_no_snapshot_fail_their_subject_alone(
     finally:
         await client.delete(f"{redis_prefix}garbage", f"{redis_prefix}listed")
         await client.aclose()
+
+
+async def test_activating_more_than_sqlites_length_limit_at_once(tmp_path: Path) -> None:
+    """A batch of loads whose states together pass SQLite's length limit (lowered here) loads
+    row by row instead of failing."""
+    path = str(tmp_path / "loads.db")
+    names = [f"d:{i}" for i in range(30)]
+    async with Runtime(SQLiteStore(path)) as rt:
+        await rt.patch_many({name: {"v": "x" * 1000} for name in names}, durable=True)
+    store = SQLiteStore(path)
+    async with Runtime(store, passivate_after=None) as rt:
+        assert store._db is not None
+        store._db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 20_000)
+        values = await asyncio.gather(*(rt.subject(name).get("v") for name in names))
+        assert values == ["x" * 1000] * 30
