@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from storage import SnapshotRefused, SnapshotStore, Write
+from storage import Snapshot, SnapshotRefused, SnapshotStore, Write
 
 from ._actor import Actor, Reply
 from ._clock import Clock
@@ -281,8 +281,9 @@ class Pipeline:
     async def _write(self, actors: list[Actor], writes: list[Write]) -> None:
         split = False  # then each half takes its subjects out of flight as it ends, and only it
         try:
-            refused = await self.store.save_many(writes)
-            landed = await self._own_writes(refused) if refused else {}
+            refused_names = set(await self.store.save_many(writes))
+            landed, behind = await self._why_refused(
+                [w for w in writes if w.name in refused_names]) if refused_names else ({}, {})
         except SnapshotRefused as exc:
             # Something in this batch is refused for what it holds, and would be again: split
             # the batch until the snapshots at fault are alone, so that the others get stored.
@@ -313,7 +314,6 @@ class Pipeline:
         self.failures = 0
         self.last_error = None
         self.batches += 1
-        refused_names = set(refused)
         for write, actor in zip(writes, actors, strict=True):
             if write.name in landed:
                 # The store holds an earlier write of ours whose reply was lost: build on it.
@@ -321,6 +321,17 @@ class Pipeline:
                 self._attempted.pop(write.name, None)
                 if actor.acks:
                     self._release_acks(actor)
+                self.mark_dirty(actor)
+            elif write.name in behind:
+                # The store lost what it had committed (restored from a backup, Redis without
+                # persistence restarted, a row deleted by hand): the state in memory is the
+                # newest there is, so it is written again on top of what the store holds.
+                log.error("the store holds %s of %s, older than the v%d it had committed: it "
+                          "lost writes; writing the state in memory again",
+                          f"v{behind[write.name]}" if behind[write.name] else "nothing",
+                          actor.name, write.expected_version)
+                actor.stored_version = behind[write.name]
+                self._attempted.pop(write.name, None)
                 self.mark_dirty(actor)
             elif write.name in refused_names:
                 self._attempted.pop(write.name, None)
@@ -335,21 +346,24 @@ class Pipeline:
                 if actor.acks:
                     self._release_acks(actor)
 
-    async def _own_writes(self, refused: list[str]) -> dict[str, int]:
-        """Of the refused subjects, those whose stored snapshot is one this writer attempted
-        earlier without learning the outcome (the commit succeeded, the reply was lost): their
-        stored versions. Compared by version and decoded content."""
-        candidates = [name for name in refused if name in self._attempted]
-        if not candidates:
-            return {}
-        current = await self.store.load_many(candidates)
-        landed = {}
-        for name, snap in current.items():
-            for w in self._attempted[name]:
-                if snap.version == w.version and _decode(snap.properties) == \
-                        _decode(w.properties) and _decode(snap.ext) == _decode(w.ext):
-                    landed[name] = w.version
-        return landed
+    async def _why_refused(self, refused: list[Write]) -> tuple[dict[str, int], dict[str, int]]:
+        """What the store holds of the subjects whose writes it refused, in two kinds, each by
+        name with the version it holds. Landed: a snapshot this writer attempted earlier without
+        learning the outcome (the commit succeeded, the reply was lost), compared by version
+        and content. Behind: older than the version the write was based on, or nothing: the
+        store lost writes it had committed (versions never go back otherwise). Any other
+        refusal is a newer version from another writer: stale."""
+        current = await self.store.load_many([w.name for w in refused])
+        landed, behind = {}, {}
+        for w in refused:
+            snap = current.get(w.name)
+            if snap is None or snap.version < w.expected_version:
+                behind[w.name] = 0 if snap is None else snap.version
+                continue
+            for attempt in self._attempted.get(w.name, ()):
+                if snap.version == attempt.version and _same(snap, attempt):
+                    landed[w.name] = attempt.version
+        return landed, behind
 
     def _refuse(self, actor: Actor, error: SnapshotRefused) -> None:
         """The store will never take this snapshot: waiting for it would hold the subject's
@@ -385,6 +399,15 @@ class Pipeline:
         for _, fut, _, _, _ in acks or ():
             if not fut.done():
                 fut.set_exception(error)
+
+
+def _same(snap: Snapshot, write: Write) -> bool:
+    """The stored snapshot holds what the write wrote (a store may reformat the JSON)."""
+    try:
+        return bool(_decode(snap.properties) == _decode(write.properties)
+                    and _decode(snap.ext) == _decode(write.ext))
+    except msgspec.MsgspecError:  # unreadable: not ours
+        return False
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:

@@ -328,3 +328,26 @@ async def test_activating_more_than_sqlites_length_limit_at_once(tmp_path: Path)
         store._db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 20_000)
         values = await asyncio.gather(*(rt.subject(name).get("v") for name in names))
         assert values == ["x" * 1000] * 30
+
+
+async def test_a_store_that_lost_writes_gets_the_state_in_memory_again(
+        redis_url: str, redis_prefix: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Redis restarted without persistence, a database restored from a backup: the store holds
+    less than it had committed. Versions never go back otherwise, so the state in memory is
+    the newest there is: it is written again, not thrown away as stale."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        async with Runtime(RedisStore(redis_url, prefix=redis_prefix),
+                           passivate_after=None) as rt:
+            account = rt.subject("account")
+            await account.set("balance", 10, durable=True)
+            await account.set("owner", "ada", durable=True)
+            await client.delete(f"{redis_prefix}account")  # the store loses it
+            assert await account.set("balance", 12, durable=True) == 12
+        async with Runtime(RedisStore(redis_url, prefix=redis_prefix)) as rt:
+            view = await rt.subject("account").state()
+        assert (view.version, view.properties) == (3, {"balance": 12, "owner": "ada"})
+        assert "the store holds nothing of account, older than the v2" in caplog.text
+    finally:
+        await client.delete(f"{redis_prefix}account")
+        await client.aclose()
