@@ -323,13 +323,12 @@ class Pipeline:
                     self._release_acks(actor)
                 self.mark_dirty(actor)
             elif write.name in behind:
-                # The store lost what it had committed (restored from a backup, Redis without
-                # persistence restarted, a row deleted by hand): the state in memory is the
-                # newest there is, so it is written again on top of what the store holds.
-                log.error("the store holds %s of %s, older than the v%d it had committed: it "
-                          "lost writes; writing the state in memory again",
-                          f"v{behind[write.name]}" if behind[write.name] else "nothing",
-                          actor.name, write.expected_version)
+                # The store lost what it had committed (Redis restarted without persistence, a
+                # row deleted by hand), and nobody wrote it since: the state in memory is the
+                # newest there is, so it is written again rather than thrown away.
+                log.error("the store holds nothing of %s, which had v%d stored: it lost it; "
+                          "writing the state in memory again", actor.name,
+                          write.expected_version)
                 actor.stored_version = behind[write.name]
                 self._attempted.pop(write.name, None)
                 self.mark_dirty(actor)
@@ -350,15 +349,16 @@ class Pipeline:
         """What the store holds of the subjects whose writes it refused, in two kinds, each by
         name with the version it holds. Landed: a snapshot this writer attempted earlier without
         learning the outcome (the commit succeeded, the reply was lost), compared by version
-        and content. Behind: older than the version the write was based on, or nothing: the
-        store lost writes it had committed (versions never go back otherwise). Any other
-        refusal is a newer version from another writer: stale."""
+        and content. Behind: nothing at all, although the write was based on a stored version:
+        the store lost it. Any other refusal is stale: another writer's version, newer, or
+        older but written since the loss (a lower version proves no loss on its own: another
+        runtime may have created the subject afresh and acknowledged that write)."""
         current = await self.store.load_many([w.name for w in refused])
         landed, behind = {}, {}
         for w in refused:
             snap = current.get(w.name)
-            if snap is None or snap.version < w.expected_version:
-                behind[w.name] = 0 if snap is None else snap.version
+            if snap is None:
+                behind[w.name] = 0
                 continue
             for attempt in self._attempted.get(w.name, ()):
                 if snap.version == attempt.version and _same(snap, attempt):

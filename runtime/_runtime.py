@@ -381,6 +381,8 @@ class Runtime:
         """Take a letter out of the dead-letter log and deliver its message again; returns what
         the turn returns. If it fails again, it is a new dead letter and the error is raised."""
         found, again = self.dead_letters.take(letter)
+        if again.kind == STORE:
+            return await self._store(found.subject)
         return await self._call(found.subject, again, self.ask_timeout if again.kind == ASK
                                 else None)
 

@@ -92,7 +92,10 @@ for i, key in ipairs(KEYS) do
     local expected = ARGV[2 * i - 1]
     local head = redis.pcall('GETRANGE', key, 0, #expected)
     if type(head) == 'table' and head.err then
-        return redis.error_reply('WRONGTYPE ' .. key .. ' does not hold a subject snapshot')
+        if string.sub(head.err, 1, 9) == 'WRONGTYPE' then
+            return redis.error_reply('WRONGTYPE ' .. key .. ' does not hold a subject snapshot')
+        end
+        return redis.error_reply(head.err)  -- anything else (an ACL, say): not the data's fault
     end
     if expected == '0' then current[i] = head == '' else current[i] = head == expected .. ':' end
 end

@@ -2,11 +2,12 @@
 acknowledgements, writes racing a snapshot in flight."""
 
 import asyncio
+import sqlite3
 
 import pytest
 
 from runtime import NotDurable, Runtime, StaleVersion
-from storage import MemoryStore, SnapshotRefused, Write
+from storage import MemoryStore, SnapshotCorrupt, SnapshotRefused, Write
 
 
 class GatedStore(MemoryStore):
@@ -213,3 +214,19 @@ async def test_store_waits_on_the_actor_that_ran_its_turn():
         async with asyncio.timeout(1):  # not durable_timeout: it was stored already
             assert await a.store() == 1
         await helper
+
+
+
+async def test_redelivering_a_failed_store_answers_like_store(tmp_path):
+    path = tmp_path / "r.db"
+    async with Runtime(f"sqlite:///{path}", passivate_after=None) as rt:
+        await rt.subject("d").set("x", 1, durable=True)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("UPDATE subjects SET properties = 'not json' WHERE name = 'd'")
+    async with Runtime(f"sqlite:///{path}", passivate_after=None) as rt:
+        with pytest.raises(SnapshotCorrupt):
+            await rt.subject("d").store()
+        db.execute("""UPDATE subjects SET properties = '{"x": 1}' WHERE name = 'd'""")
+        letter = rt.dead_letters.for_subject("d")[-1]
+        assert await rt.redeliver(letter) == 1
+    db.close()

@@ -13,6 +13,7 @@ import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -347,7 +348,53 @@ async def test_a_store_that_lost_writes_gets_the_state_in_memory_again(
         async with Runtime(RedisStore(redis_url, prefix=redis_prefix)) as rt:
             view = await rt.subject("account").state()
         assert (view.version, view.properties) == (3, {"balance": 12, "owner": "ada"})
-        assert "the store holds nothing of account, older than the v2" in caplog.text
+        assert "the store holds nothing of account, which had v2 stored" in caplog.text
     finally:
         await client.delete(f"{redis_prefix}account")
+        await client.aclose()
+
+
+async def test_a_subject_created_afresh_by_another_runtime_after_a_loss_is_not_overwritten(
+        redis_url: str, redis_prefix: str) -> None:
+    """After the store lost a subject, another runtime created it again and had its write
+    acknowledged: the first runtime's state, older knowledge, must not replace it."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        async with Runtime(RedisStore(redis_url, prefix=redis_prefix), passivate_after=None,
+                           flush_delay=0) as one, \
+                Runtime(RedisStore(redis_url, prefix=redis_prefix), passivate_after=None,
+                        flush_delay=0) as two:
+            for n in range(3):
+                await one.subject("d").set("x", f"one-{n}", durable=True)
+            await client.delete(f"{redis_prefix}d")  # the store loses it
+            await two.subject("d").set("x", "two", durable=True)  # created afresh: v1
+            with pytest.raises(StaleVersion):
+                await one.subject("d").set("y", "one-later", durable=True)
+            await one.idle()
+            assert await one.subject("d").get("x") == "two"  # reloaded what the store holds
+        stored = await client.get(f"{redis_prefix}d")
+        assert stored is not None and b'"two"' in stored and b"one-later" not in stored
+    finally:
+        await client.delete(f"{redis_prefix}d")
+        await client.aclose()
+
+
+async def test_a_redis_user_who_may_not_read_keys_loses_no_write(
+        redis_url: str, redis_prefix: str) -> None:
+    """A Redis error that is not about the data (an ACL forbidding GETRANGE) is an outage: the
+    write waits in memory, it is not refused and thrown away."""
+    client = aioredis.Redis.from_url(redis_url)
+    user = redis_prefix.rstrip(":") + "_user"
+    await client.execute_command("ACL", "SETUSER", user, "on", ">pw", "~*", "+@all",
+                                 "-getrange")
+    try:
+        parts = urlsplit(redis_url)
+        url = f"redis://{user}:pw@{parts.hostname}:{parts.port or 6379}{parts.path}"
+        async with Runtime(RedisStore(url, prefix=redis_prefix), passivate_after=None,
+                           durable_timeout=0.5, shutdown_timeout=1) as rt:
+            with pytest.raises(NotDurable, match="can't run this command"):
+                await rt.subject("d").set("x", 1, durable=True)
+            assert await rt.subject("d").get("x") == 1  # kept, to be written when allowed
+    finally:
+        await client.execute_command("ACL", "DELUSER", user)
         await client.aclose()
