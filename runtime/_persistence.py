@@ -282,8 +282,8 @@ class Pipeline:
         split = False  # then each half takes its subjects out of flight as it ends, and only it
         try:
             refused_names = set(await self.store.save_many(writes))
-            landed, behind = await self._why_refused(
-                [w for w in writes if w.name in refused_names]) if refused_names else ({}, {})
+            landed, lost = await self._why_refused(
+                [w for w in writes if w.name in refused_names]) if refused_names else ({}, set())
         except SnapshotRefused as exc:
             # Something in this batch is refused for what it holds, and would be again: split
             # the batch until the snapshots at fault are alone, so that the others get stored.
@@ -322,14 +322,14 @@ class Pipeline:
                 if actor.acks:
                     self._release_acks(actor)
                 self.mark_dirty(actor)
-            elif write.name in behind:
+            elif write.name in lost:
                 # The store lost what it had committed (Redis restarted without persistence, a
                 # row deleted by hand), and nobody wrote it since: the state in memory is the
                 # newest there is, so it is written again rather than thrown away.
                 log.error("the store holds nothing of %s, which had v%d stored: it lost it; "
                           "writing the state in memory again", actor.name,
                           write.expected_version)
-                actor.stored_version = behind[write.name]
+                actor.stored_version = 0
                 self._attempted.pop(write.name, None)
                 self.mark_dirty(actor)
             elif write.name in refused_names:
@@ -345,25 +345,25 @@ class Pipeline:
                 if actor.acks:
                     self._release_acks(actor)
 
-    async def _why_refused(self, refused: list[Write]) -> tuple[dict[str, int], dict[str, int]]:
-        """What the store holds of the subjects whose writes it refused, in two kinds, each by
-        name with the version it holds. Landed: a snapshot this writer attempted earlier without
+    async def _why_refused(self, refused: list[Write]) -> tuple[dict[str, int], set[str]]:
+        """Why the store refused these writes, by what it holds of their subjects. Landed (by
+        name, with the version stored): a snapshot this writer attempted earlier without
         learning the outcome (the commit succeeded, the reply was lost), compared by version
-        and content. Behind: nothing at all, although the write was based on a stored version:
-        the store lost it. Any other refusal is stale: another writer's version, newer, or
-        older but written since the loss (a lower version proves no loss on its own: another
-        runtime may have created the subject afresh and acknowledged that write)."""
+        and content. Lost: nothing at all, although the write was based on a stored version.
+        Any other refusal is stale: another writer's version, newer, or older but written since
+        a loss (a lower version proves no loss on its own: another runtime may have created
+        the subject afresh and acknowledged that write)."""
         current = await self.store.load_many([w.name for w in refused])
-        landed, behind = {}, {}
+        landed, lost = {}, set()
         for w in refused:
             snap = current.get(w.name)
             if snap is None:
-                behind[w.name] = 0
+                lost.add(w.name)
                 continue
             for attempt in self._attempted.get(w.name, ()):
                 if snap.version == attempt.version and _same(snap, attempt):
                     landed[w.name] = attempt.version
-        return landed, behind
+        return landed, lost
 
     def _refuse(self, actor: Actor, error: SnapshotRefused) -> None:
         """The store will never take this snapshot: waiting for it would hold the subject's
