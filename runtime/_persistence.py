@@ -335,10 +335,11 @@ class Pipeline:
             elif write.name in refused_names:
                 self._attempted.pop(write.name, None)
                 self._fail_acks(actor, StaleVersion(
-                    f"the store holds a newer version of {actor.name!r} than "
-                    f"v{write.expected_version}; its unsaved changes were discarded and it was "
-                    "reloaded"))
-                self._on_refused(actor, "its snapshot is stale: the store holds a newer version")
+                    f"the store holds another writer's version of {actor.name!r}, not the "
+                    f"v{write.expected_version} this change was based on; its unsaved changes "
+                    "were discarded and it was reloaded"))
+                self._on_refused(actor, "its snapshot is stale: the store holds another "
+                                        "writer's version")
             else:
                 actor.stored_version = write.version
                 self._attempted.pop(write.name, None)

@@ -932,8 +932,8 @@ class Runtime:
                         {"restarts": trouble.restarts})
 
     def _on_refused(self, actor: Actor, why: str) -> None:
-        """The store will not take the actor's snapshot (it holds a newer version written by
-        someone else, or cannot keep what it holds): drop our changes, reload."""
+        """The store will not take the actor's snapshot (it holds another writer's version, or
+        cannot keep what it holds): drop our changes, reload."""
         log.error("%s: %s; reloading it from the store", actor.name, why)
         actor.version = actor.stored_version  # nothing of ours is worth writing any more
         assert self._pipeline is not None

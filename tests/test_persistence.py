@@ -102,7 +102,7 @@ async def test_two_runtimes_never_overwrite_each_other(tmp_path):
         assert await one.subject("d").get("x") is None
         assert await two.subject("d").get("x") is None  # both activated at version 0
         await one.subject("d").set("x", "one", durable=True)
-        with pytest.raises(StaleVersion, match="newer version of 'd'"):
+        with pytest.raises(StaleVersion, match="another writer's version of 'd'"):
             await two.subject("d").set("x", "two", durable=True)
         await two.idle()
         assert await two.subject("d").get("x") == "one"  # reloaded, nothing overwritten
