@@ -22,12 +22,16 @@ def checked_patch(values: Mapping[str, Any]) -> dict[str, Any]:
     caller, before anything is sent."""
     if values.__class__ is not dict and not isinstance(values, Mapping):
         raise TypeError(f"patch takes a mapping of property names to values, not {values!r}")
-    checked = {}
-    for prop, value in values.items():
-        check_property_name(prop)
-        checked[prop] = value if value.__class__ in PLAIN_TYPES or callable(value) \
-            else normalize(value)
-    return checked
+    return {prop: checked_value(prop, value) for prop, value in values.items()}
+
+
+def checked_value(prop: str, value: Any) -> Any:
+    """A property's name and value checked, and the value as it will be stored (a callable is
+    applied inside the turn, and its result checked there)."""
+    check_property_name(prop)
+    if value.__class__ in PLAIN_TYPES or callable(value):
+        return value
+    return normalize(value)
 
 
 class SubjectView(msgspec.Struct, frozen=True):
@@ -60,9 +64,7 @@ class SubjectRef(msgspec.Struct, frozen=True):
                   durable: bool | None = None) -> Any:
         """Set a property to a value, or to `value(current)` if callable (atomic: applied inside
         the turn). Returns the value stored."""
-        check_property_name(prop)
-        if value.__class__ not in PLAIN_TYPES and not callable(value):
-            value = normalize(value)  # refuse what cannot be stored here, at the caller
+        value = checked_value(prop, value)  # refuse what cannot be stored here, at the caller
         return await self._rt._call(self.name, Message(SET, prop, value, extra), None, durable,
                                     write=True)
 
@@ -85,9 +87,7 @@ class SubjectRef(msgspec.Struct, frozen=True):
 
     async def set_ext(self, prop: str, value: Any, *, durable: bool | None = None) -> Any:
         """Set an extended property: stored with the subject, never an event."""
-        check_property_name(prop)
-        if value.__class__ not in PLAIN_TYPES and not callable(value):
-            value = normalize(value)  # refuse what cannot be stored here, at the caller
+        value = checked_value(prop, value)  # refuse what cannot be stored here, at the caller
         return await self._rt._call(self.name, Message(SET_EXT, prop, value), None, durable,
                                     write=True)
 
