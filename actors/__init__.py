@@ -13,6 +13,7 @@ from ._events import (
     SUPERVISOR_ESCALATED,
 )
 from ._names import MAX_NAME_BYTES, InvalidSubjectName, check_subject_name
+from ._refused import InvalidPayload
 from ._state import SubjectState, TurnClosed
 from ._values import ValueNotStorable, normalize
 
@@ -28,6 +29,7 @@ __all__ = [
     "SUPERVISOR_ESCALATED",
     "Context",
     "Handler",
+    "InvalidPayload",
     "InvalidSubjectName",
     "Middleware",
     "Next",

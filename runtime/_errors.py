@@ -5,6 +5,8 @@ from __future__ import annotations
 from itertools import islice
 from typing import Any
 
+from actors._refused import REFUSALS as _REFUSED_INPUT
+
 
 class SubjectsError(Exception):
     """Base of the runtime's own errors."""
@@ -46,6 +48,10 @@ class AskTimeout(SubjectsError, TimeoutError):
 
 class NoHandler(SubjectsError, LookupError):
     """An ask found no behaviour for that event type on that subject."""
+
+
+# Errors of a turn that refuse the caller's input: the caller's fault, not the actor's failure.
+REFUSALS: tuple[type[Exception], ...] = (*_REFUSED_INPUT, NoHandler)
 
 
 class CascadeTooDeep(SubjectsError):

@@ -60,6 +60,7 @@ from ._batch import Batch, Slot
 from ._clock import Clock
 from ._deadletters import DeadLetter, DeadLetters
 from ._errors import (
+    REFUSALS,
     AskCycleError,
     AskTimeout,
     CascadeTooDeep,
@@ -186,10 +187,12 @@ class Runtime:
         max_restarts: int = 3,
         within: float = 5.0,
         backoff: Backoff | None = None,
+        escalate: bool = False,
     ) -> Supervisor:
         """Add a supervisor for subjects whose names match `pattern` (below `parent`). A subject
         is watched by the most specific matching supervisor, tried in the order they were added.
-        Add supervisors before the subjects they watch are activated."""
+        Add supervisors before the subjects they watch are activated. With `escalate`, stops of
+        its subjects count against its intensity: past it, it stops with all of them."""
         above = self.root.find(parent)
         if above is None:
             raise LookupError(f"no supervisor named {parent!r}")
@@ -197,7 +200,7 @@ class Runtime:
         if self.root.find(name) is not None:
             raise ValueError(f"a supervisor named {name!r} exists already")
         check_subject_name(f"supervisor:{name}")
-        policy = Policy(strategy, max_restarts, within, backoff or Backoff())
+        policy = Policy(strategy, max_restarts, within, backoff or Backoff(), escalate)
         supervisor = Supervisor(name, pattern, policy, above)
         above.children.append(supervisor)
         return supervisor
@@ -392,6 +395,12 @@ class Runtime:
 
     def remove_observer(self, observer: Callable[[Observed], None]) -> None:
         self._observers.remove(observer)
+
+    @property
+    def halted(self) -> str | None:
+        """Why the runtime refuses every message, or None: its root supervisor stopped, which
+        only a root configured with `Policy(escalate=True)` can do."""
+        return self.root.stopped_reason
 
     def active_subjects(self) -> list[str]:
         """Names of the activated subjects (stopped ones included)."""
@@ -841,11 +850,14 @@ class Runtime:
 
     def _failed(self, actor: Actor, msg: Message, error: BaseException) -> None:
         fut = msg.future
+        # A refusal of the caller's input is the caller's error: it is told, and neither the
+        # dead-letter log nor the supervisor hears of it (unless nobody waits for the reply).
+        refused = isinstance(error, REFUSALS)
         if not isinstance(error, Exception) and fut is not None and fut.done() and \
                 not fut.cancelled() and fut.exception() is not None:
             # Cancelled for a reason already given to the caller (an ask's timeout): keep that.
             self._dead_letter(actor.name, msg, fut.exception())  # type: ignore[arg-type]
-        else:
+        elif not refused or fut is None:
             self._dead_letter(actor.name, msg, error)
         if fut is not None and not fut.done():
             if isinstance(error, Exception):
@@ -854,7 +866,7 @@ class Runtime:
                 fut.set_exception(RuntimeNotRunning("the runtime stopped during this turn"))
             else:  # cancelled with the caller's own task (an inline turn): nobody waits
                 fut.cancel()
-        if isinstance(error, Exception):
+        if isinstance(error, Exception) and not refused:
             self._supervise(actor, error)
 
     def _dead_letter(self, name: str, msg: Message, error: BaseException) -> None:
@@ -952,7 +964,8 @@ class Runtime:
         self._lifecycle(actor.supervisor, SUBJECT_STOPPED, actor.name, {"reason": reason})
 
     def _escalate(self, supervisor: Supervisor, child: str, error: Exception) -> None:
-        if supervisor.stopped or not supervisor.escalations.record(self.clock.now()):
+        if not supervisor.policy.escalate or supervisor.stopped or \
+                not supervisor.escalations.record(self.clock.now()):
             return
         policy = supervisor.policy
         reason = (f"more than {policy.max_restarts} failures escalated within {policy.within} s;"

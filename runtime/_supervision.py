@@ -2,10 +2,13 @@
 
 The tree is Runtime -> supervisors (each watching subjects whose names match its pattern) ->
 subject actors. Virtual actors are many and independent, so restart intensity is counted per
-actor: an actor that fails more than `max_restarts` times within `within` seconds is stopped and
-the failure escalates to its supervisor. A supervisor counts those escalations against its own
-intensity; past it the supervisor stops (with every subject it watches) and escalates to its
-parent, up to the root.
+actor: an actor that fails more than `max_restarts` times within `within` seconds is stopped.
+
+Escalation is opt-in, per supervisor (`escalate=True`): such a supervisor counts the stops
+below it against its own intensity; past it, it stops (with every subject it watches) and
+escalates to its parent, which again counts it only if it escalates too. Off by default, as in
+Orleans: one stopped subject says nothing about its independent siblings, and with escalation on
+at the root a few bad subjects would halt the whole runtime.
 """
 
 from __future__ import annotations
@@ -49,12 +52,15 @@ class Policy:
     - strategy: which actors restart when one fails: only it (one_for_one), every active actor of
       this supervisor (one_for_all), or it and those activated after it (rest_for_one).
     - max_restarts within `within` seconds: the restart intensity (OTP's MaxR/MaxT).
+    - escalate: whether subjects stopped below this supervisor count against that same
+      intensity, stopping the supervisor (and escalating to its parent) past it.
     """
 
     strategy: Strategy = "one_for_one"
     max_restarts: int = 3
     within: float = 5.0
     backoff: Backoff = field(default_factory=Backoff)
+    escalate: bool = False
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:

@@ -8,9 +8,9 @@ import storage
 ACTORS = {
     "LIFECYCLE_EVENTS", "MAX_NAME_BYTES", "PROPERTY_CHANGED", "PROPERTY_DELETED",
     "SUBJECT_ACTIVATED", "SUBJECT_PASSIVATED", "SUBJECT_RESTARTED", "SUBJECT_STOPPED",
-    "SUPERVISOR_ESCALATED", "Context", "Handler", "InvalidSubjectName", "Middleware", "Next",
-    "Registry", "SubjectState", "TurnClosed", "ValueNotStorable", "check_subject_name",
-    "normalize",
+    "SUPERVISOR_ESCALATED", "Context", "Handler", "InvalidPayload", "InvalidSubjectName",
+    "Middleware", "Next", "Registry", "SubjectState", "TurnClosed", "ValueNotStorable",
+    "check_subject_name", "normalize",
 }
 RUNTIME = {
     "AskCycleError", "AskTimeout", "Backoff", "BatchFailed", "CascadeTooDeep", "Clock",

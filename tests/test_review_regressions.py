@@ -63,7 +63,7 @@ async def test_a_lost_reply_then_newer_changes_lose_nothing():
 async def test_a_subject_stopped_during_its_backoff_stays_stopped():
     async with Runtime(passivate_after=None) as rt:
         group = rt.supervise("d:*", max_restarts=1, within=10,
-                             backoff=Backoff(min=0.2, max=0.2, jitter=0))
+                             backoff=Backoff(min=0.2, max=0.2, jitter=0), escalate=True)
 
         @rt.on("boom", subject="d:*")
         async def boom(ctx):

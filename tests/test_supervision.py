@@ -115,7 +115,7 @@ async def test_escalation_stops_the_supervisor_and_its_subjects():
     async with Runtime(passivate_after=None,
                        root=Policy(max_restarts=10, within=10, backoff=FAST)) as rt:
         devices = rt.supervise("device:*", name="devices", max_restarts=1, within=10,
-                               backoff=FAST)
+                               backoff=FAST, escalate=True)
 
         @rt.on(SUPERVISOR_ESCALATED)
         async def on_escalate(ctx):
@@ -147,15 +147,18 @@ async def test_escalation_stops_the_supervisor_and_its_subjects():
 
 async def test_root_escalation_halts_the_runtime():
     async with Runtime(passivate_after=None,
-                       root=Policy(max_restarts=0, within=10, backoff=FAST)) as rt:
+                       root=Policy(max_restarts=0, within=10, backoff=FAST,
+                                   escalate=True)) as rt:
         @rt.on("boom")
         async def boom(ctx):
             raise RuntimeError("boom")
 
+        assert rt.halted is None
         with pytest.raises(RuntimeError):
             await rt.ask("a", "boom")  # a stops, and its escalation is one too many for root
         with pytest.raises(SubjectStopped, match="supervisor 'root' stopped"):
             await rt.subject("c").set("x", 1)
+        assert "more than 0 failures escalated" in rt.halted
 
 
 @pytest.mark.parametrize("strategy, restarted", [

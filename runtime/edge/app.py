@@ -219,14 +219,17 @@ class HttpApi:
             results.append({"id": event.id, "status": "accepted" if fresh else "duplicate"})
         return json({"results": results} if batch else results[0], 202)
 
-    @openapi.operation(right=None)
+    @openapi.operation(right=None, errors=(503,))
     async def healthz(self, request: Request) -> Response:
-        """The process is alive"""
-        return json({"status": "ok"})
+        """The process is alive and its runtime is not halted"""
+        return self._halted() or json({"status": "ok"})
 
     @openapi.operation(right=None, errors=(503,))
     async def readyz(self, request: Request) -> Response:
-        """The store answers and the server is not shutting down"""
+        """The store answers, the runtime is not halted and the server is not shutting down"""
+        halted = self._halted()
+        if halted is not None:
+            return halted
         if self.service.stopping:
             return json({"error": "shutting_down", "message": "shutting down"}, 503)
         try:
@@ -235,6 +238,14 @@ class HttpApi:
             return json({"error": "store_unavailable",
                          "message": f"{type(exc).__name__}: {exc}"}, 503)
         return json({"status": "ready"})
+
+    def _halted(self) -> Response | None:
+        # A halted runtime refuses every message until restarted: the process is alive, but
+        # of no use, so an orchestrator should restart it.
+        reason = self.rt.halted
+        if reason is None:
+            return None
+        return json({"error": "halted", "message": f"the runtime is halted: {reason}"}, 503)
 
     @openapi.operation(right=None)
     async def openapi_json(self, request: Request) -> Response:

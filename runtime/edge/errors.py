@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from actors import InvalidSubjectName, ValueNotStorable
+from actors import InvalidPayload, InvalidSubjectName, ValueNotStorable
 from storage import SnapshotCorrupt, SnapshotRefused, StoreUnavailable
 
 from .._errors import (
@@ -96,6 +96,8 @@ def from_exception(exc: BaseException, retry_after: int) -> EdgeError:
         return EdgeError(504, "ask_timeout", str(exc))
     if isinstance(exc, InvalidSubjectName):
         return EdgeError(400, "invalid_subject", str(exc), client_fault=True)
+    if isinstance(exc, InvalidPayload):  # written by the application for the sender
+        return EdgeError(422, "invalid_payload", str(exc), client_fault=True)
     if isinstance(exc, ValueNotStorable):
         return EdgeError(422, "value_not_storable", str(exc), client_fault=True)
     return EdgeError(500, "handler_failed",
