@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import os
 import secrets
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -81,6 +84,35 @@ def load_tokens(path: str | Path) -> tuple[Token, ...]:
     if len(set(names)) != len(names) or len({t.sha256 for t in tokens}) != len(tokens):
         raise ValueError(f"tokens file {str(path)!r} repeats a name or a secret")
     return tuple(tokens)
+
+
+def save_token(path: str | Path, token: Token) -> bool:
+    """Add `token`'s entry (its digest, never its secret) to the tokens file at `path`, created
+    if missing; an entry of the same name is replaced (a rotation). Returns whether one was.
+
+    The file is replaced atomically, so a server starting meanwhile reads the old file or the
+    new one, and it is left readable by its owner only (0600): other entries may hold secrets.
+    A file the server would refuse is refused here too, rather than rewritten."""
+    path = Path(path)
+    entries: list[dict[str, Any]] = []
+    if path.exists():
+        load_tokens(path)  # raises ValueError, naming the file, if it is not a tokens file
+        entries = msgspec.json.decode(path.read_bytes(), type=list[dict[str, Any]])
+    kept = [entry for entry in entries if entry["name"] != token.name]
+    kept.append({"name": token.name, "sha256": token.sha256, "subjects": list(token.subjects),
+                 "rights": sorted(token.rights)})
+    data = msgspec.json.format(msgspec.json.encode(kept), indent=2) + b"\n"
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return len(kept) == len(entries)
 
 
 def is_loopback(host: str) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import socket
 from collections.abc import Iterator
@@ -19,6 +20,29 @@ import uvicorn
 from starlette.applications import Starlette
 
 from .service import Service
+
+log = logging.getLogger("subjects.edge")
+
+
+def listen(host: str, port: int, backlog: int) -> list[socket.socket]:
+    """Listening sockets on every address `host` resolves to, made as asyncio's `create_server`
+    makes them (address reuse; IPv6 sockets for IPv6 only)."""
+    sockets: list[socket.socket] = []
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(backlog)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 class EdgeServer(uvicorn.Server):
@@ -44,7 +68,31 @@ class EdgeServer(uvicorn.Server):
         return port
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
+        """Listen, start the runtime, then let uvicorn serve. A port in use or a store that
+        cannot be opened is logged in one line and ends `serve()` with `started` false: uvicorn
+        would log a traceback and raise SystemExit out of the event loop."""
+        if sockets is None:
+            try:
+                sockets = listen(self.config.host, self.config.port, self.config.backlog)
+            except OSError as exc:
+                log.error("cannot listen on %s port %d: %s", self.config.host, self.config.port,
+                          exc.strerror or exc)
+                self.should_exit = True
+                return
+        try:
+            await self.service.start()
+        except Exception as exc:
+            log.error("cannot start the runtime: %s", exc)
+            for sock in sockets:
+                sock.close()
+            self.should_exit = True
+            return
+        try:
+            await super().startup(sockets)
+        except SystemExit:  # uvicorn's way out when it cannot serve, after logging why
+            self.should_exit = True
+            await self.service.rt.close()
+            return
         if self.started:
             self.ready.set()
 
