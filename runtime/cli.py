@@ -76,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
         help="default ask timeout, seconds (SUBJECTS_ASK_TIMEOUT; 10)")
     add("--shutdown-grace", type=float, default=_env("SHUTDOWN_GRACE", 10.0, float),
         help="seconds pending asks get at shutdown (SUBJECTS_SHUTDOWN_GRACE; 10)")
+    add("--header-timeout", type=float, default=_env("HEADER_TIMEOUT", 10.0, float),
+        help="seconds a request's headers may take to arrive; past them 408 and the "
+             "connection is closed (SUBJECTS_HEADER_TIMEOUT; 10)")
+    add("--body-timeout", type=float, default=_env("BODY_TIMEOUT", 30.0, float),
+        help="seconds a request's body may take to arrive after its headers "
+             "(SUBJECTS_BODY_TIMEOUT; 30)")
     add("--ws-queue-limit", type=int, default=_env("WS_QUEUE_LIMIT", 1000, int),
         help="messages queued for one WebSocket client before it is closed as too slow "
              "(SUBJECTS_WS_QUEUE_LIMIT; 1000)")
@@ -126,7 +132,8 @@ def _config(args: argparse.Namespace) -> EdgeConfig:
         insecure=args.insecure, cors_origins=tuple(args.cors_origins),
         allowed_hosts=tuple(args.allowed_hosts), max_body=args.max_body,
         ask_timeout=args.ask_timeout, max_ask_timeout=max(60.0, args.ask_timeout),
-        shutdown_grace=args.shutdown_grace, ws_queue_limit=args.ws_queue_limit,
+        shutdown_grace=args.shutdown_grace, header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout, ws_queue_limit=args.ws_queue_limit,
         dedup_size=args.dedup_size, access_log=args.access_log, durable=args.durable)
 
 

@@ -149,6 +149,10 @@ class EdgeConfig(msgspec.Struct, frozen=True, kw_only=True):
     ws_max_asks: int = 100  # asks one WebSocket may have pending
     dedup_size: int = 100_000  # recent CloudEvents (source, id, subject) remembered
     shutdown_grace: float = 10.0  # seconds pending asks get to finish at shutdown
+    # Seconds a request's headers may take from its first byte (or the connection's opening),
+    # then its body from the end of its headers: past them, 408 and the connection is closed.
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
     # Writes (PATCH, DELETE) answer only once their snapshot is committed, unless a request
     # says `?durable=false`: what the edge acknowledges must survive a crash.
     durable: bool = True
@@ -163,5 +167,7 @@ class EdgeConfig(msgspec.Struct, frozen=True, kw_only=True):
                 "(--tokens FILE) or, if the network is trusted, pass --insecure")
         if self.max_body < 1 or self.ws_queue_limit < 1 or self.ws_max_errors < 1:
             raise ValueError("max_body, ws_queue_limit and ws_max_errors must be >= 1")
+        if not (self.header_timeout > 0 and self.body_timeout > 0):
+            raise ValueError("header_timeout and body_timeout must be > 0")
         if not 0 < self.ask_timeout <= self.max_ask_timeout:
             raise ValueError("ask_timeout must be > 0 and <= max_ask_timeout")

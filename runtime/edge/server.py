@@ -11,17 +11,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import gc
 import logging
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import uvicorn
 from starlette.applications import Starlette
 
+from .connection import protocol_for
 from .service import Service
 
 log = logging.getLogger("subjects.edge")
+_BURST = 64  # connections open at once for the end of a burst to be worth a trim of the heap
+
+
+def _libc_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None  # not glibc: its allocator returns memory its own way
+    return trim
+
+
+_malloc_trim = _libc_malloc_trim()
 
 
 def listen(host: str, port: int, backlog: int) -> list[socket.socket]:
@@ -51,7 +66,7 @@ class EdgeServer(uvicorn.Server):
         self.service: Service = app.state.service
         config = self.service.config
         super().__init__(uvicorn.Config(
-            app, host=config.host, port=config.port, loop="auto", http="httptools",
+            app, host=config.host, port=config.port, loop="auto", http=protocol_for(config),
             ws="websockets-sansio", lifespan="on", access_log=config.access_log,
             log_level=log_level, server_header=False,
             # Above our own limit, so that an oversized message gets an error reply and only a
@@ -60,6 +75,7 @@ class EdgeServer(uvicorn.Server):
             timeout_graceful_shutdown=int(config.shutdown_grace) + 1))
         self.handle_signals = handle_signals
         self.ready = asyncio.Event()
+        self._peak = 0  # most connections open at once since the last burst ended
 
     @property
     def port(self) -> int:
@@ -95,6 +111,24 @@ class EdgeServer(uvicorn.Server):
             return
         if self.started:
             self.ready.set()
+
+    async def on_tick(self, counter: int) -> bool:
+        self._after_bursts()
+        return await super().on_tick(counter)
+
+    def _after_bursts(self) -> None:
+        """Give memory back to the system once a burst of connections is over (a peak of load,
+        half-open requests cut by their deadlines). Python frees what they held, but glibc
+        keeps freed memory in its heap, which the burst left fragmented: 1,000 half-open
+        requests left 20 MB of RSS behind, reused but never returned."""
+        open_now = len(self.server_state.connections)
+        if open_now > self._peak:
+            self._peak = open_now
+        elif self._peak >= _BURST and open_now <= self._peak // 4:
+            self._peak = open_now
+            if _malloc_trim is not None:
+                gc.collect()  # what only the collector frees (exceptions and their frames)
+                _malloc_trim(0)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in getattr(self, "servers", ()):

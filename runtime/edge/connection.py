@@ -1,0 +1,111 @@
+"""HTTP connections with deadlines: uvicorn's httptools protocol, plus what it lacks against slow
+and half-open clients.
+
+uvicorn times out only the wait between two requests of a kept-alive connection. A connection
+that sends nothing, half a request line and headers, or half a body kept its memory (and, once
+its headers were in, a task waiting for the body) for as long as the client held it open:
+1,000 of them held 21-26 MB. Here every request has two deadlines: its headers must be in within
+`header_timeout` of its first byte (of the connection's opening, for the first one), then its
+body within `body_timeout`. Past either, the client gets a 408 if nothing was answered yet, and
+the connection is closed. Deadlines are totals, not gaps between reads, so that trickling a byte
+at a time does not keep a request alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from .config import EdgeConfig
+
+
+class EdgeHttpProtocol(HttpToolsProtocol):
+    header_timeout = 10.0
+    body_timeout = 30.0
+    _deadline: asyncio.TimerHandle | None = None
+    _reading_body = False
+
+    # -- the deadlines --------------------------------------------------------------------------
+
+    def _arm(self, delay: float) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(delay, self._expired, delay)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self, delay: float) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if self.flow.read_paused:  # we stopped reading (a full buffer, a pipelined request)
+            self._arm(delay)
+            return
+        cycle = self.cycle
+        if not self._reading_body and cycle is not None and not cycle.response_complete:
+            # A pipelined request is late while an earlier one is being answered: that answer
+            # goes out whole, then the connection closes.
+            cycle.keep_alive = False
+            return
+        if self._reading_body and cycle is not None:
+            if not cycle.response_complete:
+                # The application may be waiting for the body: its receive() now says
+                # "disconnected", and whatever it answers goes nowhere.
+                cycle.disconnected = True
+                cycle.message_event.set()
+            if cycle.response_started:
+                self.transport.close()
+                return
+        self._send_408(delay)
+        self.transport.close()
+
+    def _send_408(self, delay: float) -> None:
+        what = "body" if self._reading_body else "headers"
+        body = msgspec.json.encode({"error": "request_timeout", "message":
+                                    f"the request's {what} did not arrive within {delay:g} s"})
+        head = [STATUS_LINE[408]]
+        for name, value in self.server_state.default_headers:
+            head += [name, b": ", value, b"\r\n"]
+        head += [b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body),
+                 b"connection: close\r\n\r\n", body]
+        self.transport.write(b"".join(head))
+
+    # -- where a request's reading starts and ends ------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(self.header_timeout)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._deadline is None:  # not the connection's first request: its first byte
+            self._arm(self.header_timeout)
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self._reading_body = True
+        self._arm(self.body_timeout)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._reading_body = False
+        self._disarm()
+
+    def handle_websocket_upgrade(self) -> None:
+        self._disarm()  # the WebSocket protocol takes the connection over
+        super().handle_websocket_upgrade()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+
+def protocol_for(config: EdgeConfig) -> type[EdgeHttpProtocol]:
+    """The protocol class of one server: uvicorn makes each connection from a class, so the
+    server's settings are class attributes."""
+    return type("EdgeHttpProtocol", (EdgeHttpProtocol,), {
+        "header_timeout": config.header_timeout, "body_timeout": config.body_timeout})
