@@ -9,6 +9,8 @@ its headers were in, a task waiting for the body) for as long as the client held
 body within `body_timeout`. Past either, the client gets a 408 if nothing was answered yet, and
 the connection is closed. Deadlines are totals, not gaps between reads, so that trickling a byte
 at a time does not keep a request alive.
+
+At shutdown (`shutdown`), connections are closed without cutting a request on its way.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ class EdgeHttpProtocol(HttpToolsProtocol):
     header_timeout = 10.0
     body_timeout = 30.0
     _deadline: asyncio.TimerHandle | None = None
+    _in_request = False  # from a request's first byte to its last
     _reading_body = False
+    _draining = False  # shutting down: every answer closes its connection
 
     # -- the deadlines --------------------------------------------------------------------------
 
@@ -82,6 +86,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._in_request = True
         if self._deadline is None:  # not the connection's first request: its first byte
             self._arm(self.header_timeout)
 
@@ -89,10 +94,12 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         self._reading_body = True
         self._arm(self.body_timeout)
+        if self._draining:
+            self.cycle.keep_alive = False
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        self._reading_body = False
+        self._in_request = self._reading_body = False
         self._disarm()
 
     def handle_websocket_upgrade(self) -> None:
@@ -102,6 +109,25 @@ class EdgeHttpProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    # -- shutdown -------------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """uvicorn closed an idle connection at once, so a request already on its way there was
+        cut (the client read a reset, not an answer). Here every answer from now on (the
+        in-flight request's own, or 503 from the stopping edge) says `Connection: close` and
+        closes its connection, and an idle connection stays open until its keep-alive expires,
+        as it would have anyway: shutting down adds no race that keep-alive does not have."""
+        if self._draining:
+            return
+        self._draining = True
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.keep_alive = False
+        elif not self._in_request and self.timeout_keep_alive_task is None:
+            # Opened, and nothing received yet: treated as idle after a request.
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
 
 def protocol_for(config: EdgeConfig) -> type[EdgeHttpProtocol]:
