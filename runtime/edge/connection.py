@@ -26,28 +26,35 @@ from .config import EdgeConfig
 class EdgeHttpProtocol(HttpToolsProtocol):
     header_timeout = 10.0
     body_timeout = 30.0
-    _deadline: asyncio.TimerHandle | None = None
+    _timer: asyncio.TimerHandle | None = None  # one per request, not one per deadline
+    _due = 0.0  # the loop's time by which the part of the request being read must be in
     _in_request = False  # from a request's first byte to its last
     _reading_body = False
     _draining = False  # shutting down: every answer closes its connection
 
     # -- the deadlines --------------------------------------------------------------------------
 
-    def _arm(self, delay: float) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(delay, self._expired, delay)
+    def _expect(self, within: float) -> None:
+        """What is being read now (headers, body) must be in within `within` seconds."""
+        self._due = self.loop.time() + within
+        if self._timer is None or self._timer.when() > self._due:
+            self._stop_timer()
+            self._timer = self.loop.call_at(self._due, self._check)
 
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
-    def _expired(self, delay: float) -> None:
-        self._deadline = None
+    def _check(self) -> None:
+        self._timer = None
         if self.transport.is_closing():
             return
         if self.flow.read_paused:  # we stopped reading (a full buffer, a pipelined request)
-            self._arm(delay)
+            self._expect(self.body_timeout if self._reading_body else self.header_timeout)
+            return
+        if self.loop.time() < self._due:  # the deadline moved on (the headers came in)
+            self._timer = self.loop.call_at(self._due, self._check)
             return
         cycle = self.cycle
         if not self._reading_body and cycle is not None and not cycle.response_complete:
@@ -64,11 +71,12 @@ class EdgeHttpProtocol(HttpToolsProtocol):
             if cycle.response_started:
                 self.transport.close()
                 return
-        self._send_408(delay)
+        self._send_408()
         self.transport.close()
 
-    def _send_408(self, delay: float) -> None:
-        what = "body" if self._reading_body else "headers"
+    def _send_408(self) -> None:
+        what, delay = (("body", self.body_timeout) if self._reading_body
+                       else ("headers", self.header_timeout))
         body = msgspec.json.encode({"error": "request_timeout", "message":
                                     f"the request's {what} did not arrive within {delay:g} s"})
         head = [STATUS_LINE[408]]
@@ -82,32 +90,32 @@ class EdgeHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm(self.header_timeout)
+        self._expect(self.header_timeout)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_request = True
-        if self._deadline is None:  # not the connection's first request: its first byte
-            self._arm(self.header_timeout)
+        if self._timer is None:  # not the connection's first request: from its first byte
+            self._expect(self.header_timeout)
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
         self._reading_body = True
-        self._arm(self.body_timeout)
-        if self._draining:
+        self._expect(self.body_timeout)
+        if self._draining and self.cycle is not None:  # None: a WebSocket upgrade
             self.cycle.keep_alive = False
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._in_request = self._reading_body = False
-        self._disarm()
+        self._stop_timer()
 
     def handle_websocket_upgrade(self) -> None:
-        self._disarm()  # the WebSocket protocol takes the connection over
+        self._stop_timer()  # the WebSocket protocol takes the connection over
         super().handle_websocket_upgrade()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._stop_timer()
         super().connection_lost(exc)
 
     # -- shutdown -------------------------------------------------------------------------------
