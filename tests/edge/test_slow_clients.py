@@ -107,6 +107,7 @@ async def test_half_open_requests_are_cut_and_their_memory_reused(tmp_path):
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 writer.write((b"", HEAD, HALF_BODY)[i % 3])
                 connections.append((reader, writer))
+            await asyncio.sleep(0.3)
             held = rss_mib(proc.pid)
             answers = await asyncio.gather(*(answer(r, 20) for r, _ in connections))
             assert all(a.startswith(b"HTTP/1.1 408 ") for a in answers)
