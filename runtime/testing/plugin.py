@@ -30,21 +30,20 @@ def _async_fixture(func: F) -> F:
     return cast(F, pytest_asyncio.fixture(func))
 
 
-@pytest.hookimpl(hookwrapper=True, trylast=True)
+@pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_pycollect_makeitem(collector: pytest.Collector, name: str,
-                              obj: object) -> Generator[None, Any, None]:
+                              obj: object) -> Generator[None, Any, Any]:
     """Mark `async def` tests that use the `runtime` fixture `asyncio`, so that they run as they
     are, without configuring pytest-asyncio (its default, strict mode, runs only marked tests).
     A wrapper inside pytest-asyncio's own (trylast): it converts marked tests after this."""
-    outcome = yield
-    if not collector.config.pluginmanager.hasplugin("asyncio"):
-        return
-    items = outcome.get_result()
-    for item in items if isinstance(items, list) else [items]:
-        if (isinstance(item, pytest.Function) and "runtime" in item.fixturenames
-                and inspect.iscoroutinefunction(item.obj)
-                and item.get_closest_marker("asyncio") is None):
-            item.add_marker(pytest.mark.asyncio)
+    items = yield
+    if collector.config.pluginmanager.hasplugin("asyncio"):
+        for item in items if isinstance(items, list) else [items]:
+            if (isinstance(item, pytest.Function) and "runtime" in item.fixturenames
+                    and inspect.iscoroutinefunction(item.obj)
+                    and item.get_closest_marker("asyncio") is None):
+                item.add_marker(pytest.mark.asyncio)
+    return items
 
 
 def pytest_configure(config: pytest.Config) -> None:
