@@ -1,7 +1,7 @@
 """The `subjects` command.
 
     subjects serve examples.device_health:rt --store sqlite:///subjects.db
-    subjects token ops --subjects 'device:*' --rights read,watch
+    subjects token ops --subjects 'device:*' --rights read,watch --file tokens.json
 
 Every `serve` option also reads an environment variable (SUBJECTS_HOST, SUBJECTS_PORT, ...; see
 `subjects serve --help`); a flag wins over its variable.
@@ -26,9 +26,10 @@ from storage import open_store
 from ._run import run
 from ._runtime import Runtime
 from .edge import Edge, EdgeConfig, EdgeServer, InsecureBinding, create_app, load_tokens
-from .edge.config import RIGHTS, Token, new_secret
+from .edge.config import RIGHTS, Token, new_secret, save_token
 
 log = logging.getLogger("subjects.edge")
+_MISSING = object()
 
 
 def _env(name: str, default: Any, convert: Callable[[str], Any] = str) -> Any:
@@ -75,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
         help="default ask timeout, seconds (SUBJECTS_ASK_TIMEOUT; 10)")
     add("--shutdown-grace", type=float, default=_env("SHUTDOWN_GRACE", 10.0, float),
         help="seconds pending asks get at shutdown (SUBJECTS_SHUTDOWN_GRACE; 10)")
+    add("--header-timeout", type=float, default=_env("HEADER_TIMEOUT", 10.0, float),
+        help="seconds a request's headers may take to arrive; past them 408 and the "
+             "connection is closed (SUBJECTS_HEADER_TIMEOUT; 10)")
+    add("--body-timeout", type=float, default=_env("BODY_TIMEOUT", 30.0, float),
+        help="seconds a request's body may take to arrive after its headers "
+             "(SUBJECTS_BODY_TIMEOUT; 30)")
     add("--ws-queue-limit", type=int, default=_env("WS_QUEUE_LIMIT", 1000, int),
         help="messages queued for one WebSocket client before it is closed as too slow "
              "(SUBJECTS_WS_QUEUE_LIMIT; 1000)")
@@ -91,6 +98,9 @@ def _parser() -> argparse.ArgumentParser:
 
     token = commands.add_parser("token", help="make a new bearer token for a tokens file")
     token.add_argument("name", help="the token's name, as logs show it")
+    token.add_argument("--file", metavar="PATH",
+                       help="add the entry to this tokens file (created if missing, mode 0600), "
+                            "replacing an entry of the same name")
     token.add_argument("--subjects", nargs="+", default=["*"],
                        help="subject-name patterns it may touch (default: all)")
     token.add_argument("--rights", type=_words, default=sorted(RIGHTS),
@@ -104,7 +114,10 @@ def load_target(spec: str) -> Edge:
     if not module_name or not attribute:
         raise ValueError(f"target {spec!r} must look like package.module:attribute")
     sys.path.insert(0, os.getcwd())
-    target = getattr(importlib.import_module(module_name), attribute, None)
+    module = importlib.import_module(module_name)
+    target = getattr(module, attribute, _MISSING)
+    if target is _MISSING:
+        raise ValueError(f"module {module_name!r} has no attribute {attribute!r}")
     if isinstance(target, Runtime):
         return Edge(target)
     if isinstance(target, Edge):
@@ -119,7 +132,8 @@ def _config(args: argparse.Namespace) -> EdgeConfig:
         insecure=args.insecure, cors_origins=tuple(args.cors_origins),
         allowed_hosts=tuple(args.allowed_hosts), max_body=args.max_body,
         ask_timeout=args.ask_timeout, max_ask_timeout=max(60.0, args.ask_timeout),
-        shutdown_grace=args.shutdown_grace, ws_queue_limit=args.ws_queue_limit,
+        shutdown_grace=args.shutdown_grace, header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout, ws_queue_limit=args.ws_queue_limit,
         dedup_size=args.dedup_size, access_log=args.access_log, durable=args.durable)
 
 
@@ -143,11 +157,11 @@ def serve(args: argparse.Namespace) -> int:
         config = _config(args)
         config.check()
         edge = load_target(args.target)
+        if args.store:
+            edge.runtime.store = open_store(args.store)
     except (InsecureBinding, ValueError, ImportError) as exc:
         print(f"subjects serve: {exc}", file=sys.stderr)
         return 2
-    if args.store:
-        edge.runtime.store = open_store(args.store)
     server = EdgeServer(create_app(edge, config), log_level=args.log_level)
     # Everything loaded so far (modules, the application) lives as long as the process: out of
     # the collector's sight, a full collection walks only what serving creates (measured:
@@ -165,6 +179,15 @@ def token(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"subjects token: {exc}", file=sys.stderr)
         return 2
+    if args.file:
+        try:
+            replaced = save_token(args.file, entry)
+        except (OSError, ValueError) as exc:
+            print(f"subjects token: {exc}", file=sys.stderr)
+            return 2
+        print(f"secret (give it to the client; only its digest is in the file):\n  {secret}")
+        print(f"{'replaced' if replaced else 'added'} token {entry.name!r} in {args.file}")
+        return 0
     print(f"secret (give it to the client; only its digest goes in the file):\n  {secret}")
     print("tokens file entry:")
     print("  " + msgspec.json.encode({"name": entry.name, "sha256": entry.sha256,

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import os
 import secrets
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -83,6 +86,35 @@ def load_tokens(path: str | Path) -> tuple[Token, ...]:
     return tuple(tokens)
 
 
+def save_token(path: str | Path, token: Token) -> bool:
+    """Add `token`'s entry (its digest, never its secret) to the tokens file at `path`, created
+    if missing; an entry of the same name is replaced (a rotation). Returns whether one was.
+
+    The file is replaced atomically, so a server starting meanwhile reads the old file or the
+    new one, and it is left readable by its owner only (0600): other entries may hold secrets.
+    A file the server would refuse is refused here too, rather than rewritten."""
+    path = Path(path)
+    entries: list[dict[str, Any]] = []
+    if path.exists():
+        load_tokens(path)  # raises ValueError, naming the file, if it is not a tokens file
+        entries = msgspec.json.decode(path.read_bytes(), type=list[dict[str, Any]])
+    kept = [entry for entry in entries if entry["name"] != token.name]
+    kept.append({"name": token.name, "sha256": token.sha256, "subjects": list(token.subjects),
+                 "rights": sorted(token.rights)})
+    data = msgspec.json.format(msgspec.json.encode(kept), indent=2) + b"\n"
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return len(kept) == len(entries)
+
+
 def is_loopback(host: str) -> bool:
     if host in LOOPBACK_NAMES:
         return True
@@ -117,6 +149,10 @@ class EdgeConfig(msgspec.Struct, frozen=True, kw_only=True):
     ws_max_asks: int = 100  # asks one WebSocket may have pending
     dedup_size: int = 100_000  # recent CloudEvents (source, id, subject) remembered
     shutdown_grace: float = 10.0  # seconds pending asks get to finish at shutdown
+    # Seconds a request's headers may take from its first byte (or the connection's opening),
+    # then its body from the end of its headers: past them, 408 and the connection is closed.
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
     # Writes (PATCH, DELETE) answer only once their snapshot is committed, unless a request
     # says `?durable=false`: what the edge acknowledges must survive a crash.
     durable: bool = True
@@ -131,5 +167,7 @@ class EdgeConfig(msgspec.Struct, frozen=True, kw_only=True):
                 "(--tokens FILE) or, if the network is trusted, pass --insecure")
         if self.max_body < 1 or self.ws_queue_limit < 1 or self.ws_max_errors < 1:
             raise ValueError("max_body, ws_queue_limit and ws_max_errors must be >= 1")
+        if not (self.header_timeout > 0 and self.body_timeout > 0):
+            raise ValueError("header_timeout and body_timeout must be > 0")
         if not 0 < self.ask_timeout <= self.max_ask_timeout:
             raise ValueError("ask_timeout must be > 0 and <= max_ask_timeout")

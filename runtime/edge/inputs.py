@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import unquote, unquote_plus
 
 import msgspec
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.types import Scope
 
 from actors import InvalidSubjectName, check_subject_name
@@ -83,7 +83,10 @@ async def read_body(request: Request, limit: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            raise ClientDisconnect()
+            # Gone, or too slow (see connection.py): nobody reads this answer, but an answer
+            # ends the request quietly where an exception would be logged as a server error.
+            raise EdgeError(400, "disconnected", "the client left before sending its body",
+                            client_fault=True)
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

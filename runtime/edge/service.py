@@ -122,10 +122,16 @@ class Service:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
+    async def start(self) -> None:
+        """Start the runtime, once: `EdgeServer` does it before serving, to report a store that
+        cannot be opened in one line; the lifespan does it under any other ASGI server."""
+        if self._loop is None:
+            await self.rt.start()
+            self._loop = asyncio.get_running_loop()
+
     @asynccontextmanager
     async def lifespan(self, _app: ASGIApp) -> AsyncIterator[None]:
-        self._loop = asyncio.get_running_loop()
-        await self.rt.start()
+        await self.start()
         try:
             yield
         finally:
