@@ -170,7 +170,9 @@ async def test_a_snapshot_that_cannot_be_encoded_does_not_stop_the_writer(caplog
         with pytest.raises(SnapshotRefused, match=r"'bad' cannot be stored.*reloaded from v1"):
             await rt.subject("bad").set("b", 2, durable=True)
         async with asyncio.timeout(5):  # nothing is left to write: the pipeline is settled
-            await rt.flush()
+            with pytest.raises(SnapshotRefused) as flushed:  # it reports the discarded change
+                await rt.flush()
+        assert flushed.value.subjects == ("bad",)
         assert await rt.subject("good").set("a", 1, durable=True) == 1
         await rt.idle()
         assert (await rt.subject("bad").state()).properties == {"a": 1}  # as stored
