@@ -1,9 +1,10 @@
 """The PostgreSQL store: snapshots shared by many runtimes, queryable with SQL.
 
 One row per subject in a table (default `subjects`): `name` text primary key, `version` bigint,
-`properties` and `ext` as JSONB so that users can query state (`properties->>'balance'`), and
-`updated_at`. Every batch is one statement, hence one round trip and one transaction; the version
-check happens inside that statement, so concurrent runtimes cannot overwrite each other.
+`properties` and `ext` as JSONB so that users can query state (`properties->>'balance'`),
+`updated_at`, and `writers` (JSONB: writer id -> the latest version it stored, see
+storage._protocol). Every batch is one statement, hence one round trip and one transaction; the
+version check happens inside that statement, so concurrent runtimes cannot overwrite each other.
 
 JSONB keeps the meaning of the JSON, not its bytes: PostgreSQL reorders keys and reformats
 whitespace, so `load_many` returns an equivalent, canonicalised document. It also rejects what

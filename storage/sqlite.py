@@ -1,7 +1,8 @@
 """The SQLite store: the embedded, durable default (standard library only, one file).
 
 WAL with synchronous=FULL: a committed batch survives a crash of the process and of the machine.
-Properties are kept as JSON text, so `json_extract` queries work on them.
+Properties are kept as JSON text, so `json_extract` queries work on them; so is `writers`, writer
+id -> the latest version it stored (see storage._protocol).
 
 Statements run on the event loop's thread, deliberately. On a thread of its own, every statement
 must take the GIL back from the busy event loop, which holds it for up to the 5 ms switch
