@@ -361,7 +361,8 @@ class Pipeline:
             if actor.acks:
                 self._release_acks(actor)
             if stored == ours:  # nobody wrote since: newer changes are written on top
-                self.mark_dirty(actor)
+                if actor.version > ours:
+                    self.mark_dirty(actor)
                 return
             if actor.version == ours:  # nothing of ours is lost: just load the newer version
                 self._on_refused(actor, f"another writer stored v{stored} on top of ours")
