@@ -151,7 +151,8 @@ class PostgresStore:
         # the write is refused. The others update only a row still at the expected version
         # (re-checked after waiting on a concurrent writer). Both in one statement, which
         # answers with the refused names only (usually none: nothing to send back and decode).
-        # The writer's entry is set, then only the WRITERS_KEPT highest versions are kept.
+        # The writer's entry is set; a new writer may push the record past WRITERS_KEPT, and
+        # then only the highest versions are kept.
         self._save_sql = f"""
             WITH w AS (
                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::jsonb[],
@@ -161,11 +162,15 @@ class PostgresStore:
                 UPDATE {table} AS s
                 SET version = w.version, properties = w.properties, ext = w.ext,
                     updated_at = now(),
-                    writers = CASE w.writer WHEN '' THEN s.writers ELSE (
-                        SELECT jsonb_object_agg(key, value) FROM (
+                    writers = CASE
+                        WHEN w.writer = '' THEN s.writers
+                        WHEN s.writers ? w.writer
+                        THEN s.writers || jsonb_build_object(w.writer, w.version)
+                        ELSE (SELECT jsonb_object_agg(key, value) FROM (
                             SELECT key, value
                             FROM jsonb_each(s.writers || jsonb_build_object(w.writer, w.version))
-                            ORDER BY value::bigint DESC LIMIT {WRITERS_KEPT}) AS kept) END
+                            ORDER BY value::bigint DESC LIMIT {WRITERS_KEPT}) AS kept)
+                    END
                 FROM w
                 WHERE w.expected <> 0 AND s.name = w.name AND s.version = w.expected
                 RETURNING s.name

@@ -92,7 +92,9 @@ class _Script:
 # expects no key (GETRANGE of a missing key is "") and starts the writers' hash afresh.
 # Returns the indexes (1-based, by subject) refused. Every key is checked before any is
 # written: Redis does not undo a script's writes when it fails, so a key of the wrong type
-# (WRONGTYPE) fails the whole batch with nothing applied.
+# (WRONGTYPE) fails the whole batch with nothing applied. A writers' key of the wrong type (not
+# ours: someone else's key under the prefix) only goes without its record (pcall): a record
+# that misses a write can make a lost reply look stale, never a stale write look landed.
 _SAVE = _Script("""
 local kept = tonumber(ARGV[1])
 local current = {}
@@ -105,10 +107,6 @@ for i = 1, #KEYS / 2 do
         end
         return redis.error_reply(head.err)  -- anything else (an ACL, say): not the data's fault
     end
-    local kind = redis.call('TYPE', KEYS[2 * i])['ok']
-    if kind ~= 'none' and kind ~= 'hash' then
-        return redis.error_reply('WRONGTYPE ' .. KEYS[2 * i] .. ' does not hold writers')
-    end
     if expected == '0' then current[i] = head == '' else current[i] = head == expected .. ':' end
 end
 local refused = {}
@@ -119,8 +117,8 @@ for i = 1, #KEYS / 2 do
         redis.call('SET', KEYS[2 * i - 1], ARGV[b + 1])
         if ARGV[b] == '0' then redis.call('DEL', writers) end
         if writer ~= '' then
-            redis.call('HSET', writers, writer, ARGV[b + 2])
-            if redis.call('HLEN', writers) > kept then  -- drop the lowest version
+            local added = redis.pcall('HSET', writers, writer, ARGV[b + 2])
+            if added == 1 and redis.call('HLEN', writers) > kept then  -- drop the lowest
                 local all, oldest, lowest = redis.call('HGETALL', writers), nil, nil
                 for j = 1, #all, 2 do
                     local version = tonumber(all[j + 1])

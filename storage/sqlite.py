@@ -71,13 +71,17 @@ _INSERT = ("INSERT INTO subjects (name, version, properties, ext, updated_at, wr
            "SELECT name, version, properties, ext, ?2, "
            "CASE writer WHEN '' THEN '{}' ELSE json_object(writer, version) END "
            f"FROM ({_ROWS}) WHERE expected = 0 ON CONFLICT (name) DO NOTHING")
-# The writer's entry is set, then only the WRITERS_KEPT highest versions are kept.
+# The writer's entry is set; a new writer may push the record past WRITERS_KEPT, and then only
+# the highest versions are kept.
 _UPDATE = ("UPDATE subjects SET version = b.version, properties = b.properties, ext = b.ext, "
-           "updated_at = ?2, writers = CASE b.writer WHEN '' THEN subjects.writers ELSE ("
+           "updated_at = ?2, writers = CASE "
+           "WHEN b.writer = '' THEN subjects.writers "
+           "WHEN json_extract(subjects.writers, b.path) IS NOT NULL "
+           "THEN json_set(subjects.writers, b.path, b.version) ELSE ("
            "SELECT json_group_object(key, value) FROM (SELECT key, value FROM json_each("
-           "json_set(subjects.writers, '$.\"' || b.writer || '\"', b.version)) "
+           "json_set(subjects.writers, b.path, b.version)) "
            f"ORDER BY value DESC LIMIT {WRITERS_KEPT})) END "
-           f"FROM ({_ROWS}) AS b "
+           f"FROM (SELECT *, '$.\"' || writer || '\"' AS path FROM ({_ROWS})) AS b "
            "WHERE subjects.name = b.name AND subjects.version = b.expected")
 # The names of the rows whose expected version is not the stored one (0: none stored).
 _STALE = (f"SELECT json_group_array(b.name) FROM ({_ROWS}) AS b "
