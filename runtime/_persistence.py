@@ -41,6 +41,7 @@ INFINITY = float("inf")
 # Bound on the encoded snapshots of one batch, beside `batch_size`: a batch is one statement, and
 # SQLite runs its statements on the event loop's thread (a batch of big states would stall it).
 BATCH_BYTES = 4 * 1024 * 1024
+DISCARDS_KEPT = 10_000  # subjects a flush can name: the latest, for a runtime that never flushes
 
 
 class Pipeline:
@@ -69,7 +70,7 @@ class Pipeline:
         self._writers: set[asyncio.Task[None]] = set()
         self._in_flight: set[str] = set()  # names in a batch being written
         # Subjects whose unsaved changes were thrown away since the last flush returned (the
-        # error their callers got): the next flush reports them.
+        # error their callers got), oldest first: the next flush reports them.
         self._discarded: dict[str, StaleVersion | SnapshotRefused] = {}
         self._task: asyncio.Task[None] | None = None
         self._gathering: asyncio.Future[None] | None = None
@@ -371,7 +372,7 @@ class Pipeline:
             f"the store holds another writer's version of {actor.name!r}, not the "
             f"v{actor.stored_version} this change was based on; its unsaved changes were "
             "discarded and it was reloaded")
-        self._discarded[actor.name] = error
+        self._discard(actor.name, error)
         self._fail_acks(actor, error)
         self._on_refused(actor, "its snapshot is stale: the store holds another writer's "
                                 "version")
@@ -384,9 +385,16 @@ class Pipeline:
         refused = SnapshotRefused(
             f"the snapshot v{actor.version} of {actor.name!r} cannot be stored ({error}); its "
             f"unsaved changes were discarded and it was reloaded from v{actor.stored_version}")
-        self._discarded[actor.name] = refused
+        self._discard(actor.name, refused)
         self._fail_acks(actor, refused)
         self._on_refused(actor, f"the store cannot take its snapshot ({error})")
+
+    def _discard(self, name: str, error: StaleVersion | SnapshotRefused) -> None:
+        discarded = self._discarded
+        discarded.pop(name, None)
+        discarded[name] = error
+        if len(discarded) > DISCARDS_KEPT:
+            del discarded[next(iter(discarded))]
 
     def _release_acks(self, actor: Actor) -> None:
         """Resolve the acknowledgements the actor's stored version now covers."""
