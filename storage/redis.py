@@ -86,20 +86,21 @@ class _Script:
 
 
 # KEYS[2i-1] is a subject's key and KEYS[2i] its writers' hash; ARGV[1] is how many writers a
-# hash keeps, and from b = 4i - 2 on, ARGV[b], ARGV[b+1], ARGV[b+2], ARGV[b+3] are the expected
-# version as a decimal string, the new value, the new version and the writer ('' records
-# nothing). A key is at the expected version when its value starts with "<expected>:"; "0"
-# expects no key (GETRANGE of a missing key is "") and starts the writers' hash afresh.
-# Returns the indexes (1-based, by subject) refused. Every key is checked before any is
-# written: Redis does not undo a script's writes when it fails, so a key of the wrong type
-# (WRONGTYPE) fails the whole batch with nothing applied. A writers' key of the wrong type (not
-# ours: someone else's key under the prefix) only goes without its record (pcall): a record
-# that misses a write can make a lost reply look stale, never a stale write look landed.
+# hash keeps, ARGV[2i] is "<expected version>:<writer>" ('' records nothing) and ARGV[2i+1] the
+# new value (which starts with the new version). A key is at the expected version when its
+# value starts with "<expected>:"; "0" expects no key (GETRANGE of a missing key is "") and
+# starts the writers' hash afresh. Returns the indexes (1-based, by subject) refused. Every key
+# is checked before any is written: Redis does not undo a script's writes when it fails, so a
+# key of the wrong type (WRONGTYPE) fails the whole batch with nothing applied. A writers' key
+# of the wrong type (not ours: someone else's key under the prefix) only goes without its
+# record (pcall): a record that misses a write can make a lost reply look stale, never a stale
+# write look landed.
 _SAVE = _Script("""
 local kept = tonumber(ARGV[1])
-local current = {}
+local current, writers = {}, {}
 for i = 1, #KEYS / 2 do
-    local key, expected = KEYS[2 * i - 1], ARGV[4 * i - 2]
+    local key = KEYS[2 * i - 1]
+    local expected, writer = string.match(ARGV[2 * i], '^(%d+):(.*)$')
     local head = redis.pcall('GETRANGE', key, 0, #expected)
     if type(head) == 'table' and head.err then
         if string.sub(head.err, 1, 9) == 'WRONGTYPE' then
@@ -108,23 +109,23 @@ for i = 1, #KEYS / 2 do
         return redis.error_reply(head.err)  -- anything else (an ACL, say): not the data's fault
     end
     if expected == '0' then current[i] = head == '' else current[i] = head == expected .. ':' end
+    writers[i] = writer
 end
 local refused = {}
 for i = 1, #KEYS / 2 do
     if current[i] then
-        local b, writers = 4 * i - 2, KEYS[2 * i]
-        local writer = ARGV[b + 3]
-        redis.call('SET', KEYS[2 * i - 1], ARGV[b + 1])
-        if ARGV[b] == '0' then redis.call('DEL', writers) end
+        local record, writer, value = KEYS[2 * i], writers[i], ARGV[2 * i + 1]
+        redis.call('SET', KEYS[2 * i - 1], value)
+        if string.sub(ARGV[2 * i], 1, 2) == '0:' then redis.call('DEL', record) end
         if writer ~= '' then
-            local added = redis.pcall('HSET', writers, writer, ARGV[b + 2])
-            if added == 1 and redis.call('HLEN', writers) > kept then  -- drop the lowest
-                local all, oldest, lowest = redis.call('HGETALL', writers), nil, nil
+            local added = redis.pcall('HSET', record, writer, string.match(value, '^%d+'))
+            if added == 1 and redis.call('HLEN', record) > kept then  -- drop the lowest
+                local all, oldest, lowest = redis.call('HGETALL', record), nil, nil
                 for j = 1, #all, 2 do
                     local version = tonumber(all[j + 1])
                     if lowest == nil or version < lowest then oldest, lowest = all[j], version end
                 end
-                redis.call('HDEL', writers, oldest)
+                redis.call('HDEL', record, oldest)
             end
         end
     else
@@ -276,7 +277,7 @@ class RedisStore:
         keys = self._keys(w.name for w in writes)
         args: list[Any] = [WRITERS_KEPT]
         for w in writes:
-            args += (str(w.expected_version), _encode(w), str(w.version), w.writer)
+            args += (f"{w.expected_version}:{w.writer}", _encode(w))
         refused: list[int] = await self._call(
             "save", lambda client: _SAVE(client, keys, args)
         )
