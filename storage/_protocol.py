@@ -36,8 +36,8 @@ class Snapshot(msgspec.Struct, frozen=True, gc=False):
 
 class Write(msgspec.Struct, frozen=True, gc=False):
     """A snapshot to store, valid only if the stored version is still `expected_version`.
-    `writer` (if not empty) is recorded as having stored `version` of this subject; a write
-    that creates the subject (expected 0) starts its record afresh."""
+    `writer` (if not empty; ASCII letters and digits) is recorded as having stored `version` of
+    this subject; a write that creates the subject (expected 0) starts its record afresh."""
 
     name: str
     expected_version: int
