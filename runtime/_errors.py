@@ -61,7 +61,12 @@ class CascadeTooDeep(SubjectsError):
 
 class StaleVersion(SubjectsError):
     """The store refused a snapshot because another writer stored a newer version; the actor
-    was reloaded from the store and its unsaved changes were discarded."""
+    was reloaded from the store and its unsaved changes were discarded. `subjects` names the
+    subjects whose changes were discarded, when the runtime knows them (`flush()`)."""
+
+    def __init__(self, message: str, subjects: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.subjects = subjects
 
 
 class NotDurable(SubjectsError, TimeoutError):

@@ -7,7 +7,10 @@ actor dirty again and goes into the next batch, so it is never lost. Many turns 
 between two batches cost one write (coalescing).
 
 If the store fails, the batch goes back to the dirty set and the writer retries with backoff;
-state stays in memory, durable acknowledgements wait, and writing resumes by itself.
+state stays in memory, durable acknowledgements wait, and writing resumes by itself: the first
+batch that succeeds ends the backoff. Nothing is kept per failed attempt: a retry refused as
+stale asks the store whether an earlier attempt of this writer landed (the store records the
+latest version each writer stored of each subject).
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import secrets
 from collections.abc import Callable
 from itertools import islice
 from typing import Any
 
 import msgspec
 
-from storage import Snapshot, SnapshotRefused, SnapshotStore, Write
+from storage import SnapshotRefused, SnapshotStore, Write
 
 from ._actor import Actor, Reply
 from ._clock import Clock
@@ -30,7 +34,6 @@ from ._supervision import Backoff
 
 log = logging.getLogger("subjects.persistence")
 _encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder().decode
 _EMPTY = b"{}"
 RETRY = Backoff(min=0.05, max=5.0)  # between attempts while the store fails
 EXPIRY_CHECK = 0.05  # how often overdue durable acknowledgements are looked for
@@ -38,6 +41,7 @@ INFINITY = float("inf")
 # Bound on the encoded snapshots of one batch, beside `batch_size`: a batch is one statement, and
 # SQLite runs its statements on the event loop's thread (a batch of big states would stall it).
 BATCH_BYTES = 4 * 1024 * 1024
+DISCARDS_KEPT = 10_000  # subjects a flush can name: the latest, for a runtime that never flushes
 
 
 class Pipeline:
@@ -50,6 +54,7 @@ class Pipeline:
         self._batch_size = batch_size
         self._max_delay = max_delay
         self._on_refused = on_refused  # the actor's unsaved state is lost: reload it (why)
+        self.writer = secrets.token_hex(8)  # who wrote what, in the store's record
         self._retry = RETRY
         self._rng = random.Random()
         self._dirty: dict[str, Actor] = {}
@@ -64,9 +69,12 @@ class Pipeline:
         self._concurrency = max(1, int(getattr(store, "write_concurrency", 1)))
         self._writers: set[asyncio.Task[None]] = set()
         self._in_flight: set[str] = set()  # names in a batch being written
-        self._attempted: dict[str, list[Write]] = {}  # writes whose outcome is unknown
+        # Subjects whose unsaved changes were thrown away since the last flush returned (the
+        # error their callers got), oldest first: the next flush reports them.
+        self._discarded: dict[str, StaleVersion | SnapshotRefused] = {}
         self._task: asyncio.Task[None] | None = None
         self._gathering: asyncio.Future[None] | None = None
+        self._backing_off: asyncio.Future[None] | None = None
         self._expiry: Any = None  # the timer of the next sweep for overdue acknowledgements
         self._expiry_at = INFINITY
         self._stopped = False  # nothing is written any more: acknowledgements fail at once
@@ -104,7 +112,6 @@ class Pipeline:
 
     def forget(self, actor: Actor) -> None:
         self._dirty.pop(actor.name, None)
-        self._attempted.pop(actor.name, None)
 
     def acknowledge(self, actor: Actor, version: int, fut: Reply, result: Any,
                     timeout: float | None) -> None:
@@ -190,14 +197,18 @@ class Pipeline:
         if earliest != INFINITY:
             self._schedule_expiry()
 
-    async def flush(self) -> None:
-        """Return once every snapshot marked so far is stored."""
+    async def flush(self) -> dict[str, StaleVersion | SnapshotRefused]:
+        """Return once every snapshot marked so far is stored (or thrown away): the subjects
+        whose changes were thrown away since the previous flush returned, and why. Each is
+        reported by one flush only."""
         self._hurry()
         try:
             while self._dirty or self._in_flight:
                 await self._settled.wait()
         finally:
             self._urgent -= 1
+        discarded, self._discarded = self._discarded, {}
+        return discarded
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -215,7 +226,7 @@ class Pipeline:
                 await self._wake.wait()  # a writer finishing wakes us
                 continue
             if self.failures:  # the store is failing: back off before the next attempt
-                await self._clock.sleep(self._retry.delay(self.failures, self._rng))
+                await self._back_off()
             actors, writes = self._take_batch()
             if not actors:
                 if self._dirty:  # every dirty actor is in a batch in flight: wait for one
@@ -225,6 +236,20 @@ class Pipeline:
             writer = loop.create_task(self._write(actors, writes))
             self._writers.add(writer)
             writer.add_done_callback(self._writer_done)
+
+    async def _back_off(self) -> None:
+        """Wait before the next attempt while the store fails. A batch in flight that succeeds
+        meanwhile ends the wait: the store is back, and the other batches must not wait for
+        a step of backoff more (up to 5 s) to follow it."""
+        waiting = asyncio.get_running_loop().create_future()
+        self._backing_off = waiting
+        timer = self._clock.call_later(self._retry.delay(self.failures, self._rng), _resolve,
+                                       waiting)
+        try:
+            await waiting
+        finally:
+            timer.cancel()
+            self._backing_off = None
 
     def _writer_done(self, writer: asyncio.Task[None]) -> None:
         self._writers.discard(writer)
@@ -251,7 +276,7 @@ class Pipeline:
             props, ext = (a.props, a.ext) if a.turn is None else a.turn.committed()
             try:
                 write = Write(a.name, a.stored_version, a.version, _encode(props),
-                              _encode(ext) if ext else _EMPTY)
+                              _encode(ext) if ext else _EMPTY, self.writer)
             except Exception as exc:  # values are checked at `set`: only a state corrupted
                 self._refuse(a, SnapshotRefused(f"cannot encode: {exc}"))  # behind our back
                 continue
@@ -281,9 +306,9 @@ class Pipeline:
     async def _write(self, actors: list[Actor], writes: list[Write]) -> None:
         split = False  # then each half takes its subjects out of flight as it ends, and only it
         try:
-            refused_names = set(await self.store.save_many(writes))
-            landed, lost = await self._why_refused(
-                [w for w in writes if w.name in refused_names]) if refused_names else ({}, set())
+            refused = set(await self.store.save_many(writes))
+            found = await self.store.versions(
+                [w.name for w in writes if w.name in refused], self.writer) if refused else {}
         except SnapshotRefused as exc:
             # Something in this batch is refused for what it holds, and would be again: split
             # the batch until the snapshots at fault are alone, so that the others get stored.
@@ -300,12 +325,7 @@ class Pipeline:
             self.last_error = exc
             log.warning("snapshot batch of %d failed (attempt %d): %s", len(writes),
                         self.failures, exc)
-            for write, actor in zip(writes, actors, strict=True):
-                # Its outcome is unknown: the store may hold it. Remembered until a write of
-                # that subject succeeds, so that a retry refused because of it is recognised.
-                kept = self._attempted.setdefault(write.name, [])
-                if not kept or kept[-1].version != write.version:  # not the same write again
-                    kept.append(write)
+            for actor in actors:  # the outcome is unknown: a refused retry asks the store
                 self._dirty.setdefault(actor.name, actor)
             return
         finally:
@@ -314,15 +334,14 @@ class Pipeline:
         self.failures = 0
         self.last_error = None
         self.batches += 1
+        if self._backing_off is not None:
+            _resolve(self._backing_off)
         for write, actor in zip(writes, actors, strict=True):
-            if write.name in landed:
-                # The store holds an earlier write of ours whose reply was lost: build on it.
-                actor.stored_version = landed[write.name]
-                self._attempted.pop(write.name, None)
+            if write.name not in refused:
+                actor.stored_version = write.version
                 if actor.acks:
                     self._release_acks(actor)
-                self.mark_dirty(actor)
-            elif write.name in lost:
+            elif write.name not in found:
                 # The store lost what it had committed (Redis restarted without persistence, a
                 # row deleted by hand), and nobody wrote it since: the state in memory is the
                 # newest there is, so it is written again rather than thrown away.
@@ -330,52 +349,52 @@ class Pipeline:
                           "writing the state in memory again", actor.name,
                           write.expected_version)
                 actor.stored_version = 0
-                self._attempted.pop(write.name, None)
                 self.mark_dirty(actor)
-            elif write.name in refused_names:
-                self._attempted.pop(write.name, None)
-                self._fail_acks(actor, StaleVersion(
-                    f"the store holds another writer's version of {actor.name!r}, not the "
-                    f"v{write.expected_version} this change was based on; its unsaved changes "
-                    "were discarded and it was reloaded"))
-                self._on_refused(actor, "its snapshot is stale: the store holds another "
-                                        "writer's version")
             else:
-                actor.stored_version = write.version
-                self._attempted.pop(write.name, None)
-                if actor.acks:
-                    self._release_acks(actor)
+                self._refused(actor, write, *found[write.name])
 
-    async def _why_refused(self, refused: list[Write]) -> tuple[dict[str, int], set[str]]:
-        """Why the store refused these writes, by what it holds of their subjects. Landed (by
-        name, with the version stored): a snapshot this writer attempted earlier without
-        learning the outcome (the commit succeeded, the reply was lost), compared by version
-        and content. Lost: nothing at all, although the write was based on a stored version.
-        Any other refusal is stale: another writer's version, newer, or older but written since
-        a loss (a lower version proves no loss on its own: another runtime may have created
-        the subject afresh and acknowledged that write)."""
-        current = await self.store.load_many([w.name for w in refused])
-        landed, lost = {}, set()
-        for w in refused:
-            snap = current.get(w.name)
-            if snap is None:
-                lost.add(w.name)
-                continue
-            for attempt in self._attempted.get(w.name, ()):
-                if snap.version == attempt.version and _same(snap, attempt):
-                    landed[w.name] = attempt.version
-        return landed, lost
+    def _refused(self, actor: Actor, write: Write, stored: int, ours: int) -> None:
+        """The store refused `write` as stale, and holds version `stored` of the subject, of
+        which this writer stored `ours` last. Above the version the write was based on, `ours`
+        is an earlier attempt whose reply was lost: it is durable, whatever came after it."""
+        if ours > write.expected_version:
+            actor.stored_version = ours
+            if actor.acks:
+                self._release_acks(actor)
+            if stored == ours:  # nobody wrote since: newer changes are written on top
+                if actor.version > ours:
+                    self.mark_dirty(actor)
+                return
+            if actor.version == ours:  # nothing of ours is lost: just load the newer version
+                self._on_refused(actor, f"another writer stored v{stored} on top of ours")
+                return
+        error = StaleVersion(
+            f"the store holds another writer's version of {actor.name!r}, not the "
+            f"v{actor.stored_version} this change was based on; its unsaved changes were "
+            "discarded and it was reloaded")
+        self._discard(actor.name, error)
+        self._fail_acks(actor, error)
+        self._on_refused(actor, "its snapshot is stale: the store holds another writer's "
+                                "version")
 
     def _refuse(self, actor: Actor, error: SnapshotRefused) -> None:
         """The store will never take this snapshot: waiting for it would hold the subject's
         writes back forever. Its waiting callers hear why; the actor is reloaded from its last
         stored snapshot, as after a crash."""
         self._in_flight.discard(actor.name)
-        self._attempted.pop(actor.name, None)
-        self._fail_acks(actor, SnapshotRefused(
+        refused = SnapshotRefused(
             f"the snapshot v{actor.version} of {actor.name!r} cannot be stored ({error}); its "
-            f"unsaved changes were discarded and it was reloaded from v{actor.stored_version}"))
+            f"unsaved changes were discarded and it was reloaded from v{actor.stored_version}")
+        self._discard(actor.name, refused)
+        self._fail_acks(actor, refused)
         self._on_refused(actor, f"the store cannot take its snapshot ({error})")
+
+    def _discard(self, name: str, error: StaleVersion | SnapshotRefused) -> None:
+        discarded = self._discarded
+        discarded.pop(name, None)
+        discarded[name] = error
+        if len(discarded) > DISCARDS_KEPT:
+            del discarded[next(iter(discarded))]
 
     def _release_acks(self, actor: Actor) -> None:
         """Resolve the acknowledgements the actor's stored version now covers."""
@@ -402,13 +421,20 @@ class Pipeline:
                 fut.set_exception(error)
 
 
-def _same(snap: Snapshot, write: Write) -> bool:
-    """The stored snapshot holds what the write wrote (a store may reformat the JSON)."""
-    try:
-        return bool(_decode(snap.properties) == _decode(write.properties)
-                    and _decode(snap.ext) == _decode(write.ext))
-    except msgspec.MsgspecError:  # unreadable: not ours
-        return False
+def discarded_error(discarded: dict[str, StaleVersion | SnapshotRefused]) -> Exception:
+    """What `flush()` raises for the subjects whose changes it could not store: `StaleVersion`
+    if another writer's version threw any away, else `SnapshotRefused`; either names them all
+    in `subjects`."""
+    subjects = tuple(discarded)
+    listed = "; ".join(f"{name}: {error}" for name, error in islice(discarded.items(), 3))
+    more = f" (and {len(subjects) - 3} more)" if len(subjects) > 3 else ""
+    message = (f"the unsaved changes of {len(subjects)} subject(s) were discarded since the "
+               f"last flush: {listed}{more}")
+    if any(isinstance(error, StaleVersion) for error in discarded.values()):
+        return StaleVersion(message, subjects)
+    refused = SnapshotRefused(message)
+    refused.subjects = subjects
+    return refused
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:

@@ -70,7 +70,7 @@ from ._errors import (
     SubjectStopped,
 )
 from ._observe import Observed
-from ._persistence import Pipeline
+from ._persistence import Pipeline, discarded_error
 from ._ref import SubjectRef, SubjectView, checked_patch
 from ._scheduler import Scheduler
 from ._supervision import Backoff, Intensity, Policy, Strategy, Supervisor
@@ -285,10 +285,14 @@ class Runtime:
             await quiet
 
     async def flush(self) -> None:
-        """Return when every snapshot scheduled so far is committed to the store, or refused by
-        it (stale, or unstorable: then the subject's waiting callers get the error, the log
-        says so, and the subject is reloaded from the store)."""
-        await self._running_pipeline().flush()
+        """Return when every snapshot scheduled so far is committed to the store. A subject
+        whose changes the store refused (stale, or unstorable: its waiting callers get the
+        error, and it is reloaded from the store) is reported: `StaleVersion` (or
+        `SnapshotRefused` if none was stale) names in `subjects` every subject whose changes
+        were discarded since the previous flush returned."""
+        discarded = await self._running_pipeline().flush()
+        if discarded:
+            raise discarded_error(discarded)
 
     # -- addressing ---------------------------------------------------------------------------
 

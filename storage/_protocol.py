@@ -8,6 +8,11 @@ keeps it as JSONB so that users can query it).
 Versions make writes safe between runtimes: each write names the version it was based on
 (`expected_version`, 0 for a subject the store has never seen) and the store refuses it when
 the stored version differs. A refused write is reported, never applied.
+
+Writers make lost replies safe: each write names its writer (one id per runtime), and the store
+records, per subject, the latest version each of its last WRITERS_KEPT writers stored. A writer
+whose retry is refused learns from it whether its earlier attempt landed (even under another
+writer's later version) or never did.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import msgspec
+
+WRITERS_KEPT = 16  # writers recorded per subject; the oldest (lowest version) is dropped first
 
 
 class Snapshot(msgspec.Struct, frozen=True, gc=False):
@@ -28,13 +35,16 @@ class Snapshot(msgspec.Struct, frozen=True, gc=False):
 
 
 class Write(msgspec.Struct, frozen=True, gc=False):
-    """A snapshot to store, valid only if the stored version is still `expected_version`."""
+    """A snapshot to store, valid only if the stored version is still `expected_version`.
+    `writer` (if not empty; ASCII letters and digits) is recorded as having stored `version` of
+    this subject; a write that creates the subject (expected 0) starts its record afresh."""
 
     name: str
     expected_version: int
     version: int
     properties: bytes
     ext: bytes = b"{}"
+    writer: str = ""
 
 
 class Delete(msgspec.Struct, frozen=True, gc=False):
@@ -58,7 +68,10 @@ class SnapshotCorrupt(StoreError):
 class SnapshotRefused(StoreError):
     """The store refused a batch for what a snapshot in it holds (a value it cannot keep, a size
     over its limits): writing the same snapshots again fails again. The runtime splits the batch
-    to find the snapshots at fault, so that they do not hold back the others."""
+    to find the snapshots at fault, so that they do not hold back the others. `subjects` names
+    the subjects whose changes were discarded, when the runtime knows them (`flush()`)."""
+
+    subjects: tuple[str, ...] = ()
 
 
 def unavailable(server: str, what: str, exc: BaseException, timeout: float,
@@ -99,5 +112,10 @@ class SnapshotStore(Protocol):
         The accepted writes are durable (committed) when this returns. `SnapshotRefused` if the
         content of a write is refused (then none is applied)."""
 
+    async def versions(self, names: Sequence[str], writer: str) -> dict[str, tuple[int, int]]:
+        """For each of those subjects the store holds: its stored version, and the latest
+        version of it that `writer` stored (0 if none is recorded)."""
+
     async def delete_many(self, deletes: Sequence[Delete]) -> list[str]:
-        """Delete each subject whose stored version matches; return the names refused."""
+        """Delete each subject whose stored version matches, and its record of writers; return
+        the names refused."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ._protocol import Delete, Snapshot, Write
+from ._protocol import WRITERS_KEPT, Delete, Snapshot, Write
 
 
 class MemoryStore:
@@ -17,6 +17,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._rows: dict[str, Snapshot] = {}
+        self._writers: dict[str, dict[str, int]] = {}  # by subject: writer -> version stored
         self.writes = 0  # batches written, for tests and benchmarks
 
     def __repr__(self) -> str:
@@ -44,8 +45,17 @@ class MemoryStore:
                 refused.append(w.name)
                 continue
             rows[w.name] = Snapshot(w.name, w.version, w.properties, w.ext)
+            if w.expected_version == 0:
+                self._writers.pop(w.name, None)
+            if w.writer:
+                _record(self._writers.setdefault(w.name, {}), w.writer, w.version)
         self.writes += 1
         return refused
+
+    async def versions(self, names: Sequence[str], writer: str) -> dict[str, tuple[int, int]]:
+        rows, writers = self._rows, self._writers
+        return {name: (rows[name].version, writers.get(name, {}).get(writer, 0))
+                for name in names if name in rows}
 
     async def delete_many(self, deletes: Sequence[Delete]) -> list[str]:
         rows = self._rows
@@ -58,4 +68,11 @@ class MemoryStore:
                 refused.append(d.name)
             else:
                 del rows[d.name]
+                self._writers.pop(d.name, None)
         return refused
+
+
+def _record(writers: dict[str, int], writer: str, version: int) -> None:
+    writers[writer] = version
+    if len(writers) > WRITERS_KEPT:
+        del writers[min(writers, key=writers.__getitem__)]

@@ -1,9 +1,10 @@
 """The PostgreSQL store: snapshots shared by many runtimes, queryable with SQL.
 
 One row per subject in a table (default `subjects`): `name` text primary key, `version` bigint,
-`properties` and `ext` as JSONB so that users can query state (`properties->>'balance'`), and
-`updated_at`. Every batch is one statement, hence one round trip and one transaction; the version
-check happens inside that statement, so concurrent runtimes cannot overwrite each other.
+`properties` and `ext` as JSONB so that users can query state (`properties->>'balance'`),
+`updated_at`, and `writers` (JSONB: writer id -> the latest version it stored, see
+storage._protocol). Every batch is one statement, hence one round trip and one transaction; the
+version check happens inside that statement, so concurrent runtimes cannot overwrite each other.
 
 JSONB keeps the meaning of the JSON, not its bytes: PostgreSQL reorders keys and reformats
 whitespace, so `load_many` returns an equivalent, canonicalised document. It also rejects what
@@ -41,6 +42,7 @@ from asyncpg.exceptions import (  # type: ignore[import-untyped]
 )
 
 from ._protocol import (
+    WRITERS_KEPT,
     Delete,
     Snapshot,
     SnapshotRefused,
@@ -63,6 +65,8 @@ _MIGRATIONS: tuple[str, ...] = (
         updated_at timestamptz NOT NULL DEFAULT now()
     )
     """,
+    # writer id -> latest version it stored (see storage._protocol)
+    "ALTER TABLE {table} ADD COLUMN writers jsonb NOT NULL DEFAULT '{{}}'",
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -147,26 +151,43 @@ class PostgresStore:
         # the write is refused. The others update only a row still at the expected version
         # (re-checked after waiting on a concurrent writer). Both in one statement, which
         # answers with the refused names only (usually none: nothing to send back and decode).
+        # The writer's entry is set; a new writer may push the record past WRITERS_KEPT, and
+        # then only the highest versions are kept.
         self._save_sql = f"""
             WITH w AS (
                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::jsonb[],
-                                     $5::jsonb[]) AS w(name, expected, version, properties, ext)
+                                     $5::jsonb[], $6::text[])
+                    AS w(name, expected, version, properties, ext, writer)
             ), updated AS (
                 UPDATE {table} AS s
                 SET version = w.version, properties = w.properties, ext = w.ext,
-                    updated_at = now()
+                    updated_at = now(),
+                    writers = CASE
+                        WHEN w.writer = '' THEN s.writers
+                        WHEN s.writers ? w.writer
+                        THEN s.writers || jsonb_build_object(w.writer, w.version)
+                        ELSE (SELECT jsonb_object_agg(key, value) FROM (
+                            SELECT key, value
+                            FROM jsonb_each(s.writers || jsonb_build_object(w.writer, w.version))
+                            ORDER BY value::bigint DESC LIMIT {WRITERS_KEPT}) AS kept)
+                    END
                 FROM w
                 WHERE w.expected <> 0 AND s.name = w.name AND s.version = w.expected
                 RETURNING s.name
             ), inserted AS (
-                INSERT INTO {table} (name, version, properties, ext)
-                SELECT name, version, properties, ext FROM w WHERE expected = 0
+                INSERT INTO {table} (name, version, properties, ext, writers)
+                SELECT name, version, properties, ext,
+                       CASE writer WHEN '' THEN '{{}}'::jsonb
+                       ELSE jsonb_build_object(writer, version) END
+                FROM w WHERE expected = 0
                 ON CONFLICT (name) DO NOTHING
                 RETURNING name
             )
             SELECT name FROM w
             WHERE name NOT IN (SELECT name FROM updated UNION ALL SELECT name FROM inserted)
         """
+        self._versions_sql = (f"SELECT name, version, coalesce((writers->>$2)::bigint, 0) "
+                              f"FROM {table} WHERE name = ANY($1)")
         # All parts of a statement see the same snapshot: `s` below still holds the deleted
         # rows, so "present but not deleted" is exactly the refused set; absent names are not.
         self._delete_sql = f"""
@@ -223,7 +244,7 @@ class PostgresStore:
             held = [await pool.acquire() for _ in range(pool.get_size())]
             for con in held:
                 await con.fetch(self._load_sql, [])
-                await con.fetch(self._save_sql, [], [], [], [], [])
+                await con.fetch(self._save_sql, [], [], [], [], [], [])
             for con in held:
                 await pool.release(con)
 
@@ -311,6 +332,7 @@ class PostgresStore:
             [w.version for w in writes],
             [w.properties for w in writes],
             [w.ext for w in writes],
+            [w.writer for w in writes],
         )
         rows: list[Any] = await self._call(
             "save", lambda con: con.fetch(self._save_sql, *args)
@@ -319,6 +341,14 @@ class PostgresStore:
             return []
         refused = {r[0] for r in rows}
         return [w.name for w in writes if w.name in refused]
+
+    async def versions(self, names: Sequence[str], writer: str) -> dict[str, tuple[int, int]]:
+        if not names:
+            return {}
+        rows: list[Any] = await self._call(
+            "versions", lambda con: con.fetch(self._versions_sql, list(names), writer)
+        )
+        return {r[0]: (r[1], r[2]) for r in rows}
 
     async def delete_many(self, deletes: Sequence[Delete]) -> list[str]:
         if not deletes:

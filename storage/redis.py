@@ -4,6 +4,9 @@ Layout: one string key per subject, `<prefix><name>` (prefix default `subjects:`
 
     b"<version>:<length of properties>:" + properties + ext
 
+and beside it a hash `<prefix><name> writers` (names have no spaces): writer id -> the latest
+version that writer stored (see storage._protocol).
+
 Plain strings keep a whole batch load to one native MGET, and the decimal version at the front
 lets the version check read only a key's first bytes (GETRANGE) instead of its whole state.
 
@@ -32,7 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -54,6 +57,7 @@ else:
     _CHECK_IDLE_CONNECTIONS = {"maint_notifications_config": MaintNotificationsConfig(False)}
 
 from ._protocol import (
+    WRITERS_KEPT,
     Delete,
     Snapshot,
     SnapshotRefused,
@@ -81,15 +85,22 @@ class _Script:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
 
 
-# KEYS[i] is a subject's key, ARGV[2i-1] the expected version as a decimal string, ARGV[2i] the
-# new value. A key is at the expected version when its value starts with "<expected>:"; "0"
-# expects no key (GETRANGE of a missing key is ""). Returns the 1-based indexes refused. Every
-# key is checked before any is written: Redis does not undo a script's writes when it fails, so
-# a key that is not a string (WRONGTYPE) fails the whole batch with nothing applied.
+# KEYS[2i-1] is a subject's key and KEYS[2i] its writers' hash; ARGV[1] is how many writers a
+# hash keeps, ARGV[2i] is "<expected version>:<writer>" ('' records nothing) and ARGV[2i+1] the
+# new value (which starts with the new version). A key is at the expected version when its
+# value starts with "<expected>:"; "0" expects no key (GETRANGE of a missing key is "") and
+# starts the writers' hash afresh. Returns the indexes (1-based, by subject) refused. Every key
+# is checked before any is written: Redis does not undo a script's writes when it fails, so a
+# key of the wrong type (WRONGTYPE) fails the whole batch with nothing applied. A writers' key
+# of the wrong type (not ours: someone else's key under the prefix) only goes without its
+# record (pcall): a record that misses a write can make a lost reply look stale, never a stale
+# write look landed.
 _SAVE = _Script("""
-local current = {}
-for i, key in ipairs(KEYS) do
-    local expected = ARGV[2 * i - 1]
+local kept = tonumber(ARGV[1])
+local current, writers = {}, {}
+for i = 1, #KEYS / 2 do
+    local key = KEYS[2 * i - 1]
+    local expected, writer = string.match(ARGV[2 * i], '^(%d+):(.*)$')
     local head = redis.pcall('GETRANGE', key, 0, #expected)
     if type(head) == 'table' and head.err then
         if string.sub(head.err, 1, 9) == 'WRONGTYPE' then
@@ -98,11 +109,25 @@ for i, key in ipairs(KEYS) do
         return redis.error_reply(head.err)  -- anything else (an ACL, say): not the data's fault
     end
     if expected == '0' then current[i] = head == '' else current[i] = head == expected .. ':' end
+    writers[i] = writer
 end
 local refused = {}
-for i, key in ipairs(KEYS) do
+for i = 1, #KEYS / 2 do
     if current[i] then
-        redis.call('SET', key, ARGV[2 * i])
+        local record, writer, value = KEYS[2 * i], writers[i], ARGV[2 * i + 1]
+        redis.call('SET', KEYS[2 * i - 1], value)
+        if string.sub(ARGV[2 * i], 1, 2) == '0:' then redis.call('DEL', record) end
+        if writer ~= '' then
+            local added = redis.pcall('HSET', record, writer, string.match(value, '^%d+'))
+            if added == 1 and redis.call('HLEN', record) > kept then  -- drop the lowest
+                local all, oldest, lowest = redis.call('HGETALL', record), nil, nil
+                for j = 1, #all, 2 do
+                    local version = tonumber(all[j + 1])
+                    if lowest == nil or version < lowest then oldest, lowest = all[j], version end
+                end
+                redis.call('HDEL', record, oldest)
+            end
+        end
     else
         refused[#refused + 1] = i
     end
@@ -110,14 +135,29 @@ end
 return refused
 """)
 
-# KEYS[i] is a subject's key, ARGV[i] the expected version. A missing key is not refused.
+# KEYS as for _SAVE, ARGV[1] the writer: for each subject, the head of its value ('' if none)
+# and the version the writer stored ('' if none recorded).
+_VERSIONS = _Script("""
+local found = {}
+for i = 1, #KEYS / 2 do
+    local head = redis.pcall('GETRANGE', KEYS[2 * i - 1], 0, 24)
+    local mine = redis.pcall('HGET', KEYS[2 * i], ARGV[1])
+    if type(head) ~= 'string' then head = '?' end
+    if type(mine) ~= 'string' then mine = '' end
+    found[#found + 1] = head
+    found[#found + 1] = mine
+end
+return found
+""")
+
+# KEYS as for _SAVE, ARGV[i] the expected version. A missing key is not refused.
 _DELETE = _Script("""
 local refused = {}
-for i, key in ipairs(KEYS) do
+for i = 1, #KEYS / 2 do
     local expected = ARGV[i]
-    local head = redis.call('GETRANGE', key, 0, #expected)
+    local head = redis.call('GETRANGE', KEYS[2 * i - 1], 0, #expected)
     if head == expected .. ':' then
-        redis.call('UNLINK', key)
+        redis.call('UNLINK', KEYS[2 * i - 1], KEYS[2 * i])
     elseif head ~= '' then
         refused[#refused + 1] = i
     end
@@ -226,26 +266,44 @@ class RedisStore:
             if value is not None
         }
 
+    def _keys(self, names: Iterable[str]) -> list[str]:
+        """Each subject's key and its writers' hash (a space never occurs in a name)."""
+        prefix = self.prefix
+        return [key for name in names for key in (prefix + name, f"{prefix}{name} writers")]
+
     async def save_many(self, writes: Sequence[Write]) -> list[str]:
         if not writes:
             return []
-        prefix = self.prefix
-        keys = [prefix + w.name for w in writes]
-        args: list[Any] = []
+        keys = self._keys(w.name for w in writes)
+        args: list[Any] = [WRITERS_KEPT]
         for w in writes:
-            args += (str(w.expected_version), _encode(w))
+            args += (f"{w.expected_version}:{w.writer}", _encode(w))
         refused: list[int] = await self._call(
             "save", lambda client: _SAVE(client, keys, args)
         )
         return [writes[i - 1].name for i in refused]
 
+    async def versions(self, names: Sequence[str], writer: str) -> dict[str, tuple[int, int]]:
+        if not names:
+            return {}
+        keys = self._keys(names)
+        found: list[bytes] = await self._call(
+            "versions", lambda client: _VERSIONS(client, keys, [writer])
+        )
+        versions = {}
+        for name, head, mine in zip(names, found[::2], found[1::2], strict=True):
+            if head:
+                stored = head.partition(b":")[0]
+                versions[name] = (int(stored) if stored.isdigit() else 0,
+                                  int(mine) if mine else 0)
+        return versions
+
     async def delete_many(self, deletes: Sequence[Delete]) -> list[str]:
         if not deletes:
             return []
-        keys = [self.prefix + d.name for d in deletes]
+        keys = self._keys(d.name for d in deletes)
         args: list[Any] = [str(d.expected_version) for d in deletes]
         refused: list[int] = await self._call(
             "delete", lambda client: _DELETE(client, keys, args)
         )
         return [deletes[i - 1].name for i in refused]
-

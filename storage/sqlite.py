@@ -1,7 +1,8 @@
 """The SQLite store: the embedded, durable default (standard library only, one file).
 
 WAL with synchronous=FULL: a committed batch survives a crash of the process and of the machine.
-Properties are kept as JSON text, so `json_extract` queries work on them.
+Properties are kept as JSON text, so `json_extract` queries work on them; so is `writers`, writer
+id -> the latest version it stored (see storage._protocol).
 
 Statements run on the event loop's thread, deliberately. On a thread of its own, every statement
 must take the GIL back from the busy event loop, which holds it for up to the 5 ms switch
@@ -37,7 +38,7 @@ from typing import TypeVar
 
 import msgspec
 
-from ._protocol import Delete, Snapshot, SnapshotRefused, StoreUnavailable, Write
+from ._protocol import WRITERS_KEPT, Delete, Snapshot, SnapshotRefused, StoreUnavailable, Write
 
 T = TypeVar("T")
 log = logging.getLogger("subjects.storage")
@@ -46,30 +47,47 @@ WAL_LIMIT = 32 << 20  # bytes of WAL past which a checkpoint restarts it from th
 BUSY_WAIT = 0.1  # seconds a write waits for a write lock held elsewhere
 _SQLITE_BUSY = 5
 
-SCHEMA_VERSION = 1
 OLDEST_SQLITE = (3, 33, 0)  # UPDATE ... FROM
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS subjects (
-    name TEXT PRIMARY KEY,
-    version INTEGER NOT NULL,
-    properties TEXT NOT NULL,
-    ext TEXT NOT NULL,
-    updated_at REAL NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS subjects_schema (version INTEGER NOT NULL);
-"""
-# Rows of a batch: [name, version, expected version, properties, ext], the JSON as strings.
+# Step i takes the schema from version i to i + 1. Append steps, never edit published ones.
+_MIGRATIONS = (
+    """CREATE TABLE IF NOT EXISTS subjects (
+        name TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        properties TEXT NOT NULL,
+        ext TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    ) WITHOUT ROWID""",
+    # writer id -> latest version it stored (see storage._protocol)
+    "ALTER TABLE subjects ADD COLUMN writers TEXT NOT NULL DEFAULT '{}'",
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+# Rows of a batch: [name, version, expected version, properties, ext, writer], the JSON as
+# strings.
 _ROWS = ("SELECT json_extract(value, '$[0]') AS name, json_extract(value, '$[1]') AS version, "
          "json_extract(value, '$[2]') AS expected, json_extract(value, '$[3]') AS properties, "
-         "json_extract(value, '$[4]') AS ext FROM json_each(?1)")
-_INSERT = (f"INSERT INTO subjects SELECT name, version, properties, ext, ?2 FROM ({_ROWS}) "
-           "WHERE expected = 0 ON CONFLICT (name) DO NOTHING")
+         "json_extract(value, '$[4]') AS ext, json_extract(value, '$[5]') AS writer "
+         "FROM json_each(?1)")
+_INSERT = ("INSERT INTO subjects (name, version, properties, ext, updated_at, writers) "
+           "SELECT name, version, properties, ext, ?2, "
+           "CASE writer WHEN '' THEN '{}' ELSE json_object(writer, version) END "
+           f"FROM ({_ROWS}) WHERE expected = 0 ON CONFLICT (name) DO NOTHING")
+# The writer's entry is set; a new writer may push the record past WRITERS_KEPT, and then only
+# the highest versions are kept.
 _UPDATE = ("UPDATE subjects SET version = b.version, properties = b.properties, ext = b.ext, "
-           f"updated_at = ?2 FROM ({_ROWS}) AS b "
+           "updated_at = ?2, writers = CASE "
+           "WHEN b.writer = '' THEN subjects.writers "
+           "WHEN json_extract(subjects.writers, b.path) IS NOT NULL "
+           "THEN json_set(subjects.writers, b.path, b.version) ELSE ("
+           "SELECT json_group_object(key, value) FROM (SELECT key, value FROM json_each("
+           "json_set(subjects.writers, b.path, b.version)) "
+           f"ORDER BY value DESC LIMIT {WRITERS_KEPT})) END "
+           f"FROM (SELECT *, '$.\"' || writer || '\"' AS path FROM ({_ROWS})) AS b "
            "WHERE subjects.name = b.name AND subjects.version = b.expected")
 # The names of the rows whose expected version is not the stored one (0: none stored).
 _STALE = (f"SELECT json_group_array(b.name) FROM ({_ROWS}) AS b "
           "LEFT JOIN subjects AS s ON s.name = b.name WHERE coalesce(s.version, 0) != b.expected")
+_VERSIONS = ("SELECT name, version, coalesce(json_extract(writers, '$.\"' || ?2 || '\"'), 0) "
+             "FROM subjects WHERE name IN (SELECT value FROM json_each(?1))")
 _decode_names = msgspec.json.Decoder(list[str]).decode
 _LOAD = ("SELECT json_group_array(json_array(name, version, properties, ext)) FROM subjects "
          "WHERE name IN (SELECT value FROM json_each(?1))")
@@ -125,15 +143,7 @@ class SQLiteStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA wal_autocheckpoint=0")  # see _maybe_checkpoint
-            db.executescript(_SCHEMA)
-            row = db.execute("SELECT version FROM subjects_schema").fetchone()
-            if row is None:
-                db.execute("INSERT INTO subjects_schema VALUES (?)", (SCHEMA_VERSION,))
-            elif row[0] > SCHEMA_VERSION:
-                raise StoreUnavailable(
-                    f"{self.path!r} has schema version {row[0]}; this version of subjects "
-                    f"understands up to {SCHEMA_VERSION}: upgrade subjects"
-                )
+            _migrate(db, self.path)
             db.execute("PRAGMA busy_timeout=0")
         except (sqlite3.Error, StoreUnavailable) as exc:
             if db is not None:
@@ -210,7 +220,7 @@ class SQLiteStore:
 
     async def save_many(self, writes: Sequence[Write]) -> list[str]:
         rows = _encode_rows([(w.name, w.version, w.expected_version, w.properties.decode(),
-                              w.ext.decode()) for w in writes])
+                              w.ext.decode(), w.writer) for w in writes])
         fresh = sum(1 for w in writes if w.expected_version == 0)
 
         def save(db: sqlite3.Connection) -> list[str]:
@@ -244,6 +254,11 @@ class SQLiteStore:
         self._maybe_checkpoint()
         return refused
 
+    async def versions(self, names: Sequence[str], writer: str) -> dict[str, tuple[int, int]]:
+        keys = _encode_rows(names)
+        rows = await self._call(lambda db: db.execute(_VERSIONS, (keys, writer)).fetchall())
+        return {name: (version, mine) for name, version, mine in rows}
+
     async def delete_many(self, deletes: Sequence[Delete]) -> list[str]:
         def delete(db: sqlite3.Connection) -> list[str]:
             refused = []
@@ -269,6 +284,30 @@ class SQLiteStore:
         refused = await self._call(delete)
         self._maybe_checkpoint()
         return refused
+
+
+def _migrate(db: sqlite3.Connection, path: str) -> None:
+    """Bring the schema up to SCHEMA_VERSION, in one transaction: runtimes opening one file
+    together apply each step once."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("CREATE TABLE IF NOT EXISTS subjects_schema (version INTEGER NOT NULL)")
+        row = db.execute("SELECT version FROM subjects_schema").fetchone()
+        found = 0 if row is None else row[0]
+        if found > SCHEMA_VERSION:
+            raise StoreUnavailable(
+                f"{path!r} has schema version {found}; this version of subjects "
+                f"understands up to {SCHEMA_VERSION}: upgrade subjects")
+        for step in _MIGRATIONS[found:]:
+            db.execute(step)
+        if row is None:
+            db.execute("INSERT INTO subjects_schema VALUES (?)", (SCHEMA_VERSION,))
+        elif found < SCHEMA_VERSION:
+            db.execute("UPDATE subjects_schema SET version = ?", (SCHEMA_VERSION,))
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 def _checkpoint(path: str, mode: str) -> None:

@@ -4,7 +4,9 @@ Put it in front of a server (`FaultProxy("127.0.0.1", 5432)`), point the client 
 `127.0.0.1:<proxy.port>`, then simulate trouble: `cut()` kills every open connection (like a
 server crash or a network reset), `refuse()` closes new connections as soon as they arrive (like
 a server that is down), `delay(seconds)` holds every chunk of traffic (like a hung server or a
-saturated network), and `restore()` ends all of it. It runs in the test's event loop.
+saturated network), `lose_replies()` passes requests on but drops the server's answers and then
+the connection (a commit whose reply never arrives), and `restore()` ends all of it. It runs in
+the test's event loop.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class FaultProxy:
         self.upstream = (upstream_host, upstream_port)
         self.port = 0  # known after start()
         self.refusing = False
+        self.losing_replies = False
         self._delay = 0.0
         self._restored = asyncio.Event()  # set whenever traffic should flow freely
         self._restored.set()
@@ -63,6 +66,10 @@ class FaultProxy:
         """Close each new connection right after accepting it."""
         self.refusing = True
 
+    def lose_replies(self) -> None:
+        """Forward what clients send; drop what the server answers, and cut that connection."""
+        self.losing_replies = True
+
     def delay(self, seconds: float) -> None:
         """Hold each chunk of traffic, both ways, for `seconds` before passing it on."""
         self._delay = seconds
@@ -71,6 +78,7 @@ class FaultProxy:
     def restore(self) -> None:
         """Accept and forward normally again; held traffic goes through at once."""
         self.refusing = False
+        self.losing_replies = False
         self._delay = 0.0
         self._restored.set()
 
@@ -87,7 +95,7 @@ class FaultProxy:
         self._pairs.add(pair)
         pumps = [
             asyncio.create_task(self._pump(reader, up_writer)),
-            asyncio.create_task(self._pump(up_reader, writer)),
+            asyncio.create_task(self._pump(up_reader, writer, replies=True)),
         ]
         for task in pumps:
             self._tasks.add(task)
@@ -100,9 +108,12 @@ class FaultProxy:
         writer.transport.abort()
         up_writer.transport.abort()
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    replies: bool = False) -> None:
         with contextlib.suppress(OSError):
             while chunk := await reader.read(65536):
+                if replies and self.losing_replies:
+                    return  # the answer is dropped, and the connection with it
                 if self._delay:
                     # Interruptible, so that restore() releases held traffic at once.
                     with contextlib.suppress(TimeoutError):

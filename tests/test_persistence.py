@@ -170,7 +170,9 @@ async def test_a_snapshot_that_cannot_be_encoded_does_not_stop_the_writer(caplog
         with pytest.raises(SnapshotRefused, match=r"'bad' cannot be stored.*reloaded from v1"):
             await rt.subject("bad").set("b", 2, durable=True)
         async with asyncio.timeout(5):  # nothing is left to write: the pipeline is settled
-            await rt.flush()
+            with pytest.raises(SnapshotRefused) as flushed:  # it reports the discarded change
+                await rt.flush()
+        assert flushed.value.subjects == ("bad",)
         assert await rt.subject("good").set("a", 1, durable=True) == 1
         await rt.idle()
         assert (await rt.subject("bad").state()).properties == {"a": 1}  # as stored
@@ -230,3 +232,20 @@ async def test_redelivering_a_failed_store_answers_like_store(tmp_path):
         letter = rt.dead_letters.for_subject("d")[-1]
         assert await rt.redeliver(letter) == 1
     db.close()
+
+
+async def test_flush_names_at_most_the_latest_discards(monkeypatch):
+    """A runtime that never flushes does not pile up discards without bound."""
+    from runtime import _persistence
+
+    monkeypatch.setattr(_persistence, "DISCARDS_KEPT", 3)
+    store = MemoryStore()
+    async with Runtime(store, passivate_after=None, flush_delay=0) as rt:
+        for i in range(5):
+            await rt.subject(f"bad:{i}").set("a", 1, durable=True)
+            rt._actors[f"bad:{i}"].props["a"] = "\ud800"  # no UTF-8 form: refused when written
+            await rt.subject(f"bad:{i}").set("b", 2)
+            await rt.idle()
+        with pytest.raises(SnapshotRefused) as flushed:
+            await rt.flush()
+        assert flushed.value.subjects == ("bad:2", "bad:3", "bad:4")

@@ -47,3 +47,16 @@ async def test_foreign_value_is_an_error_not_an_outage(
         await store.save_many([Write("list", 1, 2, b"{}")])
     assert not isinstance(caught.value, StoreUnavailable)
     assert "WRONGTYPE" in str(caught.value)
+
+
+async def test_writers_beside_the_key_and_a_foreign_one_ignored(
+    store: RedisStore, client: aioredis.Redis, redis_prefix: str
+) -> None:
+    await store.save_many([Write("w", 0, 3, b"{}", b"{}", "me")])
+    assert await client.hgetall(f"{redis_prefix}w writers") == {b"me": b"3"}
+    await client.rpush(f"{redis_prefix}f writers", b"not ours")
+    await store.save_many([Write("f", 0, 1, b"{}", b"{}", "me")])  # DEL: a new subject
+    await client.delete(f"{redis_prefix}f writers")
+    await client.rpush(f"{redis_prefix}f writers", b"not ours")
+    assert await store.save_many([Write("f", 1, 2, b"{}", b"{}", "me")]) == []
+    assert await store.versions(["f", "w"], "me") == {"f": (2, 0), "w": (3, 3)}
