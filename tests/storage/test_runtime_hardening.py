@@ -121,7 +121,9 @@ async def test_failed_attempts_keep_no_memory_per_attempt(
         finally:
             tracemalloc.stop()
         growth = held[1] - held[0]
-        assert growth < 16 * 1024, f"{growth} bytes more held after 20 more failed attempts"
+        # Before the fix: +522 KB (a write kept per subject and attempt). What a snapshot can
+        # catch in flight at either moment (a batch's encoded writes) is noise of up to ~40 KB.
+        assert growth < 100 * 1024, f"{growth} bytes more held after 20 more failed attempts"
         redis_proxy.restore()
         async with asyncio.timeout(10):
             await rt.flush()
