@@ -6,13 +6,12 @@ dictionary lookup, not a scan over every handler.
 
 from __future__ import annotations
 
-import fnmatch
 import inspect
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from ._context import Context
+from ._patterns import compile_pattern
 
 HandlerFunc = Callable[[Context], Awaitable[Any]]
 Predicate = Callable[[Context], Any]
@@ -22,21 +21,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _FILTERS_ATTR = "__subjects_filters__"
 _CACHE_LIMIT = 1 << 16
-
-
-def compile_pattern(pattern: str) -> Callable[[str], bool]:
-    """A glob pattern (`*`, `?`, `[...]`) as a fast predicate on a name."""
-    if type(pattern) is not str or not pattern:
-        raise TypeError(f"a pattern must be a non-empty str, not {pattern!r}")
-    if pattern == "*":
-        return _always
-    if not any(c in pattern for c in "*?["):
-        return pattern.__eq__
-    return re.compile(fnmatch.translate(pattern)).match  # type: ignore[return-value]
-
-
-def _always(_: str) -> bool:
-    return True
 
 
 class Filter:

@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
-from actors._behaviours import compile_pattern
+from actors._patterns import compile_pattern
 
 Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
 STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")

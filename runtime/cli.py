@@ -85,6 +85,11 @@ def _parser() -> argparse.ArgumentParser:
     add("--ws-queue-limit", type=int, default=_env("WS_QUEUE_LIMIT", 1000, int),
         help="messages queued for one WebSocket client before it is closed as too slow "
              "(SUBJECTS_WS_QUEUE_LIMIT; 1000)")
+    add("--ws-max-watches", type=int, default=_env("WS_MAX_WATCHES", 100, int),
+        help="patterns one WebSocket client may watch (SUBJECTS_WS_MAX_WATCHES; 100)")
+    add("--max-watches", type=int, default=_env("MAX_WATCHES", 1000, int),
+        help="patterns watched over all WebSocket clients: every change is matched against "
+             "each (SUBJECTS_MAX_WATCHES; 1000)")
     add("--dedup-size", type=int, default=_env("DEDUP_SIZE", 100_000, int),
         help="recent CloudEvents ids remembered to drop duplicates (SUBJECTS_DEDUP_SIZE)")
     add("--no-durable", action="store_false", dest="durable",
@@ -134,6 +139,7 @@ def _config(args: argparse.Namespace) -> EdgeConfig:
         ask_timeout=args.ask_timeout, max_ask_timeout=max(60.0, args.ask_timeout),
         shutdown_grace=args.shutdown_grace, header_timeout=args.header_timeout,
         body_timeout=args.body_timeout, ws_queue_limit=args.ws_queue_limit,
+        ws_max_watches=args.ws_max_watches, max_watches=args.max_watches,
         dedup_size=args.dedup_size, access_log=args.access_log, durable=args.durable)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
-from actors._behaviours import compile_pattern
+from actors._patterns import compile_pattern
 
 from .config import RIGHTS, EdgeConfig, is_loopback
 from .errors import EdgeError

@@ -147,6 +147,9 @@ class EdgeConfig(msgspec.Struct, frozen=True, kw_only=True):
     ws_queue_limit: int = 1000  # messages waiting to be sent to one WebSocket client
     ws_max_errors: int = 10  # bad messages in a row before a WebSocket is closed
     ws_max_asks: int = 100  # asks one WebSocket may have pending
+    # Every committed change is matched against every watch pattern: both are bounded.
+    ws_max_watches: int = 100  # patterns one WebSocket may watch
+    max_watches: int = 1000  # patterns watched over all WebSockets
     dedup_size: int = 100_000  # recent CloudEvents (source, id, subject) remembered
     shutdown_grace: float = 10.0  # seconds pending asks get to finish at shutdown
     # Seconds a request's headers may take from its first byte (or the connection's opening),
@@ -165,8 +168,10 @@ class EdgeConfig(msgspec.Struct, frozen=True, kw_only=True):
             raise InsecureBinding(
                 f"refusing to listen on {self.host!r} without authentication: configure tokens "
                 "(--tokens FILE) or, if the network is trusted, pass --insecure")
-        if self.max_body < 1 or self.ws_queue_limit < 1 or self.ws_max_errors < 1:
-            raise ValueError("max_body, ws_queue_limit and ws_max_errors must be >= 1")
+        if min(self.max_body, self.ws_queue_limit, self.ws_max_errors, self.ws_max_watches,
+               self.max_watches) < 1:
+            raise ValueError("max_body, ws_queue_limit, ws_max_errors, ws_max_watches and "
+                             "max_watches must be >= 1")
         if not (self.header_timeout > 0 and self.body_timeout > 0):
             raise ValueError("header_timeout and body_timeout must be > 0")
         if not 0 < self.ask_timeout <= self.max_ask_timeout:

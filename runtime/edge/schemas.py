@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from actors._behaviours import compile_pattern
+from actors._patterns import compile_pattern
 
 from .._runtime import Runtime
 from .errors import EdgeError

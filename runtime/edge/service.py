@@ -39,7 +39,7 @@ class Service:
         self.config = config
         self.auth = Authenticator(config)
         self.recent = RecentIds(config.dedup_size)
-        self.hub = WatchHub(self.rt)
+        self.hub = WatchHub(self.rt, config.ws_max_watches, config.max_watches)
         self.sessions: set[Session] = set()
         self.stopping = False
         self._asking: set[asyncio.Task[Any]] = set()  # tasks waiting in `ask`

@@ -4,6 +4,10 @@ sessions whose patterns match.
 The observer is registered only while someone watches, so an edge without watchers costs the
 runtime's turns nothing. It runs synchronously inside each commit: it encodes a change once,
 however many sessions get it, and hands it to each session's bounded queue without waiting.
+
+Every commit is matched against every watch pattern, so the number of watches is bounded, per
+session and in total (`ws_max_watches`, `max_watches`): a pattern costs at most about
+len(name) x len(pattern) to match (`actors._patterns`), tens of microseconds for the longest.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ from typing import Protocol
 import msgspec
 
 from actors import PROPERTY_CHANGED, PROPERTY_DELETED
-from actors._behaviours import compile_pattern
+from actors._patterns import compile_pattern
 
 from .._observe import Observed
 from .._runtime import Runtime
 from .auth import Principal
+from .errors import EdgeError
 from .protocol import Change
 
 _encode = msgspec.json.encode
@@ -31,13 +36,34 @@ class Subscriber(Protocol):
 
 
 class WatchHub:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, per_subscriber: int, total: int) -> None:
         self._rt = runtime
         self._watches: dict[Subscriber, dict[str, Callable[[str], bool]]] = {}
+        self._per_subscriber = per_subscriber
+        self._total = total
+        self._count = 0  # patterns watched, over all subscribers
         self._observing = False
 
     def watch(self, subscriber: Subscriber, pattern: str) -> None:
-        self._watches.setdefault(subscriber, {})[pattern] = compile_pattern(pattern)
+        """Start delivering changes of subjects matching `pattern` (a repeat changes nothing).
+        Raises `EdgeError` 400 for a pattern over the length limit, 429 past a watch limit."""
+        patterns = self._watches.get(subscriber, {})
+        if pattern in patterns:
+            return
+        if len(patterns) >= self._per_subscriber:
+            raise EdgeError(429, "too_many_watches", f"at most {self._per_subscriber} patterns "
+                            "may be watched per connection", client_fault=True)
+        if self._count >= self._total:
+            raise EdgeError(429, "too_many_watches", f"the server already holds its limit of "
+                            f"{self._total} watches, over all connections")
+        try:
+            match = compile_pattern(pattern)
+        except ValueError as exc:
+            raise EdgeError(400, "invalid_pattern", f"invalid watch pattern: {exc}",
+                            client_fault=True) from None
+        self._watches[subscriber] = patterns
+        patterns[pattern] = match
+        self._count += 1
         if not self._observing:
             self._rt.add_observer(self._observe)
             self._observing = True
@@ -46,12 +72,14 @@ class WatchHub:
         patterns = self._watches.get(subscriber)
         if patterns is None or patterns.pop(pattern, None) is None:
             return False
+        self._count -= 1
         if not patterns:
             self.drop(subscriber)
         return True
 
     def drop(self, subscriber: Subscriber) -> None:
-        self._watches.pop(subscriber, None)
+        """Forget every watch of `subscriber` (its connection closed)."""
+        self._count -= len(self._watches.pop(subscriber, ()))
         if not self._watches and self._observing:
             self._rt.remove_observer(self._observe)
             self._observing = False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from actors._behaviours import compile_pattern
+from actors._patterns import compile_pattern
 from runtime import Observed
 
 
