@@ -8,6 +8,7 @@ refused where the caller can see the error, and a value reads the same before an
 from __future__ import annotations
 
 import re
+from itertools import accumulate
 from typing import Any
 
 import msgspec
@@ -23,6 +24,15 @@ PLAIN_TYPES = frozenset({bool, type(None)})
 MAX_INT_BITS = 14_000  # 4,215 decimal digits
 # A NUL escaped in encoded JSON: "\u0000" after an even number of backslashes (one of its own).
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+# Lists and dicts nested in one value at most. JSON decoders and encoders recurse once per level,
+# and Python's recursion limit (1,000 frames, fewer the deeper the stack already is) would fail a
+# deeper value later, wherever it happened to be decoded, or a snapshot on reload.
+MAX_DEPTH = 100
+# For `too_deep`: brackets kept (objects read as arrays), quotes kept, all else dropped.
+_BRACKETS = bytes.maketrans(b"{}", b"[]")
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b'[]{}"')))
+_STEP = [0] * 256
+_STEP[ord("[")], _STEP[ord("]")] = 1, -1
 
 
 class ValueNotStorable(TypeError):
@@ -45,6 +55,28 @@ def check_text(text: str) -> str:
     return text
 
 
+def too_deep(text: bytes | str, limit: int = MAX_DEPTH) -> bool:
+    """Whether JSON text nests arrays and objects more than `limit` levels deep. Linear, at C
+    speed but for one step per bracket, and without recursion: safe before decoding. Malformed
+    text is left to the decoder."""
+    # The common case first: too few brackets to be that deep.
+    if isinstance(text, str):
+        if text.count("[") + text.count("{") <= limit:
+            return False
+        text = text.encode("utf-8", "surrogatepass")
+    elif text.count(b"[") + text.count(b"{") <= limit:
+        return False
+    # Escaped backslashes and quotes cannot end a string: drop them, then everything but
+    # brackets and quotes. Two adjacent quotes change no bracket's inside-a-string parity.
+    data = text.replace(b"\\\\", b"").replace(b'\\"', b"").translate(_BRACKETS, _NOT_BRACKETS)
+    data = data.replace(b'""', b"")
+    if b'"' in data:  # brackets inside strings: keep what lies between strings
+        data = b"".join(data.split(b'"')[::2])
+    if b"[" * (limit + 1) in data:
+        return True
+    return max(accumulate(map(_STEP.__getitem__, data)), default=0) > limit
+
+
 def normalize(value: Any) -> Any:
     """Return `value` as it reads back from a snapshot, or raise `ValueNotStorable`."""
     kind = type(value)
@@ -62,15 +94,25 @@ def normalize(value: Any) -> Any:
         return value
     try:
         encoded = _encode(value)
-    except (TypeError, ValueError, RecursionError, msgspec.EncodeError) as exc:
-        # ValueError: surrogates, huge integers; RecursionError: nesting too deep to encode
+    except RecursionError:
+        raise _too_deep(value) from None
+    except (TypeError, ValueError, msgspec.EncodeError) as exc:
+        # ValueError: surrogates, huge integers
         raise ValueNotStorable(
             f"{kind.__name__} value {_shown(value)} cannot be stored in a snapshot: {exc}"
         ) from None
+    if too_deep(encoded):
+        raise _too_deep(value)
     if b"u0000" in encoded and _NUL_ESCAPE.search(encoded):
         raise ValueNotStorable(f"{kind.__name__} value {_shown(value)} cannot be stored: it "
                                "contains NUL (U+0000) in a text")
     return _decode(encoded)
+
+
+def _too_deep(value: Any) -> ValueNotStorable:
+    return ValueNotStorable(f"{type(value).__name__} value {_shown(value)} cannot be stored: "
+                            f"it nests lists and dicts more than {MAX_DEPTH} levels deep, the "
+                            "limit")
 
 
 def _shown(value: Any) -> str:

@@ -1,9 +1,13 @@
 import datetime
+import json
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from actors import InvalidSubjectName, ValueNotStorable, check_subject_name, normalize
+from actors._values import too_deep
 from runtime import Runtime
 
 
@@ -129,3 +133,48 @@ async def test_values_too_long_or_too_deep_are_refused_at_the_caller():
         for value in (10**5000, deep):
             with pytest.raises(ValueNotStorable):
                 await rt.subject("d").set("x", value)
+
+
+def nested(depth: int, inner=None):
+    value = inner
+    for i in range(depth):
+        value = [value] if i % 2 else {"k": value}
+    return value
+
+
+@pytest.mark.parametrize("depth", [101, 990, 100_000])
+def test_values_nested_past_the_limit_are_refused_with_the_limit(depth):
+    assert normalize(nested(100)) == nested(100)
+    with pytest.raises(ValueNotStorable, match="more than 100 levels deep"):
+        normalize(nested(depth))
+
+
+@pytest.mark.parametrize("text, depth", [
+    ("[]", 1), ('{"a": [1, {"b": []}]}', 4), ('["[[[[", "]]"]', 1),
+    (r'["\"[[[", "\\", [["\\\"]"]]]', 3), ('[' * 300 + ']' * 300, 300),
+    ('[[]]' * 200, 2), ('[' + '[1],' * 200 + '[]]', 2),
+])
+def test_the_depth_of_json_text_is_counted_outside_strings(text, depth):
+    assert not too_deep(text, depth) and not too_deep(text.encode(), depth)
+    assert too_deep(text, depth - 1) == (depth - 1 >= 0)
+
+
+def _depth(value) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    return 0
+
+
+_TRICKY_TEXT = st.text(alphabet='[]{}"\\ab\n', max_size=6)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.recursive(st.none() | st.integers() | _TRICKY_TEXT,
+                    lambda inner: st.lists(inner, max_size=3)
+                    | st.dictionaries(_TRICKY_TEXT, inner, max_size=3), max_leaves=30),
+       st.integers(0, 6))
+def test_the_depth_of_any_json_text_is_what_its_value_has(value, limit):
+    text = json.dumps(value)
+    assert too_deep(text, limit) == (_depth(value) > limit), text
