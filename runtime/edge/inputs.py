@@ -8,6 +8,7 @@ events to a local edge.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import unquote, unquote_plus
 
@@ -16,10 +17,18 @@ from starlette.requests import Request
 from starlette.types import Scope
 
 from actors import InvalidSubjectName, check_subject_name
+from actors._values import MAX_DEPTH, too_deep
 
 from .errors import EdgeError, bad_request
 
 _decode = msgspec.json.decode
+# Levels a request adds around a value: PATCH /subjects is {name: {property: value}}, a batch of
+# CloudEvents [{"data": value}], a WebSocket message {"payload": value}.
+MAX_JSON_DEPTH = MAX_DEPTH + 2
+# A \uD800-\uDBFF escape not followed by a \uDC00-\uDFFF one, after an even number of
+# backslashes: half a UTF-16 surrogate pair, which msgspec reports as "truncated".
+_LONE_SURROGATE = re.compile(
+    rb"(?<!\\)(?:\\\\)*(\\u[dD][89abAB][0-9a-fA-F]{2})(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})")
 
 
 def not_found(what: str) -> EdgeError:
@@ -34,7 +43,18 @@ def segments(scope: Scope, count: int) -> list[str]:
     parts = path.split("/")
     if len(parts) != count:
         raise not_found(f"no route for {scope['path']!r} (send a '/' inside a name as %2F)")
-    return [unquote(p) if "%" in p else p for p in parts]
+    return [_unquote(p) if "%" in p else p for p in parts]
+
+
+def _unquote(segment: str) -> str:
+    """A percent-decoded path segment. Bytes that are not UTF-8 are refused: replacing them
+    with U+FFFD would map different raw names to one subject."""
+    try:
+        return unquote(segment, errors="strict")
+    except UnicodeDecodeError as exc:
+        raise bad_request("invalid_subject", f"path segment {segment!r} is not UTF-8 once "
+                          f"percent-decoded ({exc.reason} at byte {exc.start}); names are "
+                          "UTF-8 text") from None
 
 
 def subject_name(name: str) -> str:
@@ -102,10 +122,32 @@ def too_large(limit: int) -> EdgeError:
 
 
 def decode_json(body: bytes) -> Any:
+    check_depth(body)
     try:
         return _decode(body)
     except msgspec.DecodeError as exc:
-        raise bad_request("bad_json", f"malformed JSON: {exc}") from None
+        raise malformed(body, exc) from None
+
+
+def check_depth(data: bytes | str) -> None:
+    """Refuse JSON nested too deep to decode and store safely, before decoding it."""
+    if too_deep(data, MAX_JSON_DEPTH):
+        raise bad_request("bad_json", f"JSON nested more than {MAX_JSON_DEPTH} levels deep: "
+                          f"values nest at most {MAX_DEPTH} levels of arrays and objects, "
+                          "within at most 2 of the request's own")
+
+
+def malformed(data: bytes | str, exc: msgspec.DecodeError) -> EdgeError:
+    """The 400 for JSON msgspec could not decode, saying what is wrong where its message does
+    not."""
+    message = str(exc)
+    if message == "Input data was truncated":
+        raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+        lone = _LONE_SURROGATE.search(raw)
+        if lone is not None:
+            message = (f"{lone.group(1).decode()} (byte {lone.start(1)}) is half of a UTF-16 "
+                       "surrogate pair without its other half, which encodes no character")
+    return bad_request("bad_json", f"malformed JSON: {message}")
 
 
 async def read_json(request: Request, limit: int, *, required: bool = False) -> Any:

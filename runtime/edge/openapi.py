@@ -17,7 +17,9 @@ from .schemas import Schema
 F = TypeVar("F", bound=Callable[..., Any])
 
 _STATUS = {
-    200: "OK", 202: "Accepted", 400: "Bad request: malformed JSON, invalid name or parameter",
+    200: "OK", 202: "Accepted",
+    400: "Bad request: malformed JSON (or nested over 102 levels), invalid name (or not UTF-8) "
+         "or parameter",
     401: "Missing or invalid bearer token", 403: "The token has no such right on that subject",
     404: "No route, no handler or no such property", 409: "The subject is stopped",
     413: "Body over the limit", 415: "Not JSON",

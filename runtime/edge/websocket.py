@@ -23,7 +23,7 @@ from starlette.websockets import WebSocket
 
 from .auth import Principal
 from .errors import EdgeError, bad_request, from_exception, shutting_down
-from .inputs import event_type, subject_name
+from .inputs import check_depth, event_type, malformed, subject_name
 from .protocol import Ack, Ask, Inbound, Reply, Tell, Unwatched, Watch, Watching
 from .service import Service
 
@@ -290,6 +290,10 @@ class _BadMessage(Exception):
 
 def _parse(data: str | bytes) -> Inbound:
     try:
+        check_depth(data)
+    except EdgeError as error:
+        raise _BadMessage(error, None) from None
+    try:
         message: Inbound = _decode(data)
     except msgspec.ValidationError as exc:
         # Still answer with the id the client chose, when there is one to read.
@@ -301,5 +305,5 @@ def _parse(data: str | bytes) -> Inbound:
         raise _BadMessage(bad_request("invalid_message", f"invalid message: {exc}"),
                           id if isinstance(id, str | int) else None) from None
     except msgspec.DecodeError as exc:
-        raise _BadMessage(bad_request("bad_json", f"malformed JSON: {exc}"), None) from None
+        raise _BadMessage(malformed(data, exc), None) from None
     return message
