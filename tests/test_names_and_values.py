@@ -178,3 +178,11 @@ _TRICKY_TEXT = st.text(alphabet='[]{}"\\ab\n', max_size=6)
 def test_the_depth_of_any_json_text_is_what_its_value_has(value, limit):
     text = json.dumps(value)
     assert too_deep(text, limit) == (_depth(value) > limit), text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), _TRICKY_TEXT), max_size=6), st.integers(0, 45))
+def test_the_depth_of_deeply_nested_json_text_is_what_its_value_has(branches, limit):
+    value = [nested(depth, text) for depth, text in branches]
+    text = json.dumps(value)
+    assert too_deep(text, limit) == (_depth(value) > limit), text
