@@ -161,6 +161,10 @@ class Client:
                                               retry_after=message.retry_after)
                             if message.error in _FINAL:
                                 raise error
+                            if message.error == "too_many_watches":
+                                # The server holds all the watches it may: try again later.
+                                reason = message.message
+                                break
                             log.warning("watch %r: %s", pattern, message.message)
             except InvalidStatus as exc:
                 status = exc.response.status_code

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from websockets.asyncio.client import connect
 
 from runtime.client import Client, State
 from runtime.edge import EdgeConfig, EdgeError, Token
@@ -90,3 +91,29 @@ async def test_watch_reconnects_after_the_server_restarts(serve):
             follower.cancel()
             await asyncio.gather(follower, return_exceptions=True)
             await second.stop()
+
+
+async def test_a_watch_refused_for_the_server_s_watch_limit_retries_until_there_is_room(serve):
+    edge = await serve(max_watches=1)
+    changes: asyncio.Queue = asyncio.Queue()
+
+    async def follow(c: Client) -> None:
+        async for change in c.watch("w:*"):
+            await changes.put(change)
+
+    async with connect(edge.ws_url) as holder, Client(edge.url, backoff=(0.05, 0.2)) as c:
+        await holder.send('{"op": "watch", "pattern": "other:*"}')
+        await holder.recv()
+        follower = asyncio.ensure_future(follow(c))
+        try:
+            await asyncio.sleep(0.3)  # refused, retrying
+            await holder.close()  # room for one watch
+            async with asyncio.timeout(10):
+                value = 0
+                while changes.empty():  # until the watch is back and sees a change
+                    value += 1
+                    await edge.rt.subject("w:1").set("v", value)
+                    await asyncio.sleep(0.05)
+            assert (await changes.get()).subject == "w:1"
+        finally:
+            follower.cancel()
