@@ -17,6 +17,8 @@ from typing import Any
 
 import msgspec
 
+from actors._patterns import compile_pattern
+
 RIGHTS = frozenset({"read", "write", "watch"})
 LOOPBACK_NAMES = ("localhost",)
 
@@ -39,6 +41,11 @@ class Token(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"token {self.name!r}: sha256 must be 64 lowercase hex digits")
         if not self.subjects:
             raise ValueError(f"token {self.name!r} allows no subjects")
+        for pattern in self.subjects:
+            try:  # refused here, where the token can be named, rather than at startup
+                compile_pattern(pattern)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"token {self.name!r}: {exc}") from None
 
     @classmethod
     def from_secret(cls, name: str, secret: str, *, subjects: Iterable[str] = ("*",),

@@ -129,6 +129,10 @@ def test_tokens_file_takes_secrets_or_digests(tmp_path):
         path.write_text(json.dumps(bad))
         with pytest.raises(ValueError):
             load_tokens(path)
+    path.write_text(json.dumps([{"name": "long", "secret": "x", "subjects": ["d:" * 600]}]))
+    with pytest.raises(ValueError, match="token 'long': a pattern is 1200 characters long; "
+                                         "the limit is 1024"):
+        load_tokens(path)
 
 
 def cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
