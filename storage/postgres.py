@@ -2,9 +2,10 @@
 
 One row per subject in a table (default `subjects`): `name` text primary key, `version` bigint,
 `properties` and `ext` as JSONB so that users can query state (`properties->>'balance'`),
-`updated_at`, and `writers` (JSONB: writer id -> the latest version it stored, see
-storage._protocol). Every batch is one statement, hence one round trip and one transaction; the
-version check happens inside that statement, so concurrent runtimes cannot overwrite each other.
+`updated_at`, `writer` (the writer of the stored version) and `writers` (JSONB, rewritten only at
+a handover: earlier writer -> the last version it stored, see storage._protocol). Every batch is
+one statement, hence one round trip and one transaction; the version check happens inside that
+statement, so concurrent runtimes cannot overwrite each other.
 
 JSONB keeps the meaning of the JSON, not its bytes: PostgreSQL reorders keys and reformats
 whitespace, so `load_many` returns an equivalent, canonicalised document. It also rejects what
@@ -65,8 +66,9 @@ _MIGRATIONS: tuple[str, ...] = (
         updated_at timestamptz NOT NULL DEFAULT now()
     )
     """,
-    # writer id -> latest version it stored (see storage._protocol)
-    "ALTER TABLE {table} ADD COLUMN writers jsonb NOT NULL DEFAULT '{{}}'",
+    # the writer of the stored version, and the history of earlier ones (see storage._protocol)
+    "ALTER TABLE {table} ADD COLUMN writer text NOT NULL DEFAULT '', "
+    "ADD COLUMN writers jsonb NOT NULL DEFAULT '{{}}'",
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -151,8 +153,10 @@ class PostgresStore:
         # the write is refused. The others update only a row still at the expected version
         # (re-checked after waiting on a concurrent writer). Both in one statement, which
         # answers with the refused names only (usually none: nothing to send back and decode).
-        # The writer's entry is set; a new writer may push the record past WRITERS_KEPT, and
-        # then only the highest versions are kept.
+        # A write by the writer of the version it replaces leaves the history alone. At a
+        # handover the previous writer goes into it with the stored version (only the
+        # WRITERS_KEPT highest kept), and the new writer's own entry leaves it. (SET reads the
+        # row as it was before the UPDATE.)
         self._save_sql = f"""
             WITH w AS (
                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::jsonb[],
@@ -161,32 +165,29 @@ class PostgresStore:
             ), updated AS (
                 UPDATE {table} AS s
                 SET version = w.version, properties = w.properties, ext = w.ext,
-                    updated_at = now(),
+                    updated_at = now(), writer = w.writer,
                     writers = CASE
-                        WHEN w.writer = '' THEN s.writers
-                        WHEN s.writers ? w.writer
-                        THEN s.writers || jsonb_build_object(w.writer, w.version)
+                        WHEN s.writer = w.writer THEN s.writers
+                        WHEN s.writer = '' THEN s.writers - w.writer
                         ELSE (SELECT jsonb_object_agg(key, value) FROM (
-                            SELECT key, value
-                            FROM jsonb_each(s.writers || jsonb_build_object(w.writer, w.version))
+                            SELECT key, value FROM jsonb_each(
+                                (s.writers - w.writer) || jsonb_build_object(s.writer, s.version))
                             ORDER BY value::bigint DESC LIMIT {WRITERS_KEPT}) AS kept)
                     END
                 FROM w
                 WHERE w.expected <> 0 AND s.name = w.name AND s.version = w.expected
                 RETURNING s.name
             ), inserted AS (
-                INSERT INTO {table} (name, version, properties, ext, writers)
-                SELECT name, version, properties, ext,
-                       CASE writer WHEN '' THEN '{{}}'::jsonb
-                       ELSE jsonb_build_object(writer, version) END
-                FROM w WHERE expected = 0
+                INSERT INTO {table} (name, version, properties, ext, writer)
+                SELECT name, version, properties, ext, writer FROM w WHERE expected = 0
                 ON CONFLICT (name) DO NOTHING
                 RETURNING name
             )
             SELECT name FROM w
             WHERE name NOT IN (SELECT name FROM updated UNION ALL SELECT name FROM inserted)
         """
-        self._versions_sql = (f"SELECT name, version, coalesce((writers->>$2)::bigint, 0) "
+        self._versions_sql = (f"SELECT name, version, CASE writer WHEN $2 THEN version "
+                              f"ELSE coalesce((writers->>$2)::bigint, 0) END "
                               f"FROM {table} WHERE name = ANY($1)")
         # All parts of a statement see the same snapshot: `s` below still holds the deleted
         # rows, so "present but not deleted" is exactly the refused set; absent names are not.
