@@ -52,6 +52,15 @@ class Write(msgspec.Struct, frozen=True, gc=False):
     writer: str = ""
 
 
+def by_writer(writes: Sequence[Write]) -> dict[str, list[Write]]:
+    """The writes of a batch by writer: a store can pass the writer once per group, not once
+    per row (a runtime's batches are one group)."""
+    groups: dict[str, list[Write]] = {}
+    for w in writes:
+        groups.setdefault(w.writer, []).append(w)
+    return groups
+
+
 class Delete(msgspec.Struct, frozen=True, gc=False):
     name: str
     expected_version: int

@@ -50,6 +50,7 @@ from ._protocol import (
     StoreError,
     StoreUnavailable,
     Write,
+    by_writer,
     unavailable,
 )
 
@@ -153,6 +154,8 @@ class PostgresStore:
         # the write is refused. The others update only a row still at the expected version
         # (re-checked after waiting on a concurrent writer). Both in one statement, which
         # answers with the refused names only (usually none: nothing to send back and decode).
+        # The writer is one parameter ($6::text), not an array: one statement per writer in the
+        # batch (one in a runtime's), and 1,000 rows went 7% faster than with an array.
         # A write by the writer of the version it replaces leaves the history alone. At a
         # handover the previous writer goes into it with the stored version (only the
         # WRITERS_KEPT highest kept), and the new writer's own entry leaves it. (SET reads the
@@ -160,18 +163,18 @@ class PostgresStore:
         self._save_sql = f"""
             WITH w AS (
                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::jsonb[],
-                                     $5::jsonb[], $6::text[])
-                    AS w(name, expected, version, properties, ext, writer)
+                                     $5::jsonb[])
+                    AS w(name, expected, version, properties, ext)
             ), updated AS (
                 UPDATE {table} AS s
                 SET version = w.version, properties = w.properties, ext = w.ext,
-                    updated_at = now(), writer = w.writer,
+                    updated_at = now(), writer = $6,
                     writers = CASE
-                        WHEN s.writer = w.writer THEN s.writers
-                        WHEN s.writer = '' THEN s.writers - w.writer
+                        WHEN s.writer = $6 THEN s.writers
+                        WHEN s.writer = '' THEN s.writers - $6
                         ELSE (SELECT jsonb_object_agg(key, value) FROM (
                             SELECT key, value FROM jsonb_each(
-                                (s.writers - w.writer) || jsonb_build_object(s.writer, s.version))
+                                (s.writers - $6) || jsonb_build_object(s.writer, s.version))
                             ORDER BY value::bigint DESC LIMIT {WRITERS_KEPT}) AS kept)
                     END
                 FROM w
@@ -179,7 +182,7 @@ class PostgresStore:
                 RETURNING s.name
             ), inserted AS (
                 INSERT INTO {table} (name, version, properties, ext, writer)
-                SELECT name, version, properties, ext, writer FROM w WHERE expected = 0
+                SELECT name, version, properties, ext, $6 FROM w WHERE expected = 0
                 ON CONFLICT (name) DO NOTHING
                 RETURNING name
             )
@@ -245,7 +248,7 @@ class PostgresStore:
             held = [await pool.acquire() for _ in range(pool.get_size())]
             for con in held:
                 await con.fetch(self._load_sql, [])
-                await con.fetch(self._save_sql, [], [], [], [], [], [])
+                await con.fetch(self._save_sql, [], [], [], [], [], "")
             for con in held:
                 await pool.release(con)
 
@@ -327,17 +330,18 @@ class PostgresStore:
     async def save_many(self, writes: Sequence[Write]) -> list[str]:
         if not writes:
             return []
-        args = (
-            [w.name for w in writes],
-            [w.expected_version for w in writes],
-            [w.version for w in writes],
-            [w.properties for w in writes],
-            [w.ext for w in writes],
-            [w.writer for w in writes],
-        )
-        rows: list[Any] = await self._call(
-            "save", lambda con: con.fetch(self._save_sql, *args)
-        )
+        groups = [([w.name for w in ws], [w.expected_version for w in ws],
+                   [w.version for w in ws], [w.properties for w in ws], [w.ext for w in ws],
+                   writer) for writer, ws in by_writer(writes).items()]
+
+        async def save(con: asyncpg.Connection) -> list[Any]:
+            if len(groups) == 1:
+                rows: list[Any] = await con.fetch(self._save_sql, *groups[0])
+                return rows
+            async with con.transaction():  # a batch is applied whole or not at all
+                return [row for args in groups for row in await con.fetch(self._save_sql, *args)]
+
+        rows = await self._call("save", save)
         if not rows:
             return []
         refused = {r[0] for r in rows}

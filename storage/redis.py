@@ -137,9 +137,12 @@ local function hand_over(key, previous, version, writer)
         if w ~= writer and w ~= previous then entries[#entries + 1] = {w, v} end
     end
     if previous ~= '' then entries[#entries + 1] = {previous, version} end
-    if #entries > kept then  -- keep the highest versions
-        table.sort(entries, function(a, b) return tonumber(a[2]) > tonumber(b[2]) end)
-        for j = #entries, kept + 1, -1 do entries[j] = nil end
+    while #entries > kept do  -- drop the lowest version (one, unless `kept` was lowered)
+        local lowest = 1
+        for j = 2, #entries do
+            if tonumber(entries[j][2]) < tonumber(entries[lowest][2]) then lowest = j end
+        end
+        table.remove(entries, lowest)
     end
     for j, entry in ipairs(entries) do entries[j] = entry[1] .. '=' .. entry[2] end
     if #entries > 0 then

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
 import msgspec
+import pytest
 import redis.asyncio as aioredis
 
-from storage import MemoryStore, SnapshotStore, SQLiteStore, Write
+from storage import MemoryStore, SnapshotRefused, SnapshotStore, SQLiteStore, Write
 from storage._protocol import WRITERS_KEPT, Delete
 from storage.postgres import PostgresStore
 from storage.redis import RedisStore
@@ -119,6 +120,36 @@ async def test_the_history_keeps_the_latest_writers(store: SnapshotStore) -> Non
     assert (await store.versions(["d"], "w03"))["d"] == (22, 0)
     assert (await store.versions(["d"], "w04"))["d"] == (22, 5)
     assert (await store.versions(["d"], "w10"))["d"] == (22, 21)
+
+
+async def test_a_batch_of_many_writers(store: SnapshotStore) -> None:
+    """A runtime's batches have one writer; a store takes any mix, stale rows among them."""
+    assert await store.save_many([write("a1", 0, 1, "a"), write("b1", 0, 1, "b"),
+                                  write("n1", 0, 1, ""), write("a2", 0, 1, "a")]) == []
+    refused = await store.save_many([
+        write("a1", 1, 2, "b"), write("b1", 1, 2, "b"), write("n1", 1, 2, "a"),
+        write("a2", 5, 6, "a"), write("new", 0, 1, "b")])
+    assert refused == ["a2"]
+    assert await record(store, "a1") == ("b", {"a": 1})
+    assert await record(store, "b1") == ("b", {})
+    assert await record(store, "n1") == ("a", {})
+    assert await record(store, "a2") == ("a", {})
+    assert await record(store, "new") == ("b", {})
+    assert await store.versions(["a1", "b1", "n1", "a2", "new"], "a") == {
+        "a1": (2, 1), "b1": (2, 0), "n1": (2, 2), "a2": (1, 1), "new": (1, 0)}
+
+
+async def test_a_postgres_batch_of_many_writers_is_applied_whole_or_not_at_all(
+        postgres_url: str, postgres_table: str) -> None:
+    store = PostgresStore(postgres_url, table=postgres_table, timeout=5)
+    await store.open()
+    try:
+        with pytest.raises(SnapshotRefused):  # JSONB cannot hold \u0000
+            await store.save_many([write("x", 0, 1, "a"),
+                                   Write("y", 0, 1, b'{"s": "\\u0000"}', b"{}", "b")])
+        assert await store.load_many(["x", "y"]) == {}
+    finally:
+        await store.close()
 
 
 async def test_a_subject_created_again_starts_a_new_record(store: SnapshotStore) -> None:
