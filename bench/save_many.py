@@ -5,9 +5,10 @@ versions (almost every write in practice), and handovers (every row's writer cha
 case, rare in practice). For Redis, also the server's time per script call (EVALSHA, from INFO
 commandstats; the server may be shared, so others' calls can blur it).
 
-The store's own cost, without the runtime: to compare two commits, run this file from a worktree
-of each, in turn, in the same session (it also runs on trees from before `Write.writer`, without
-the handover shape). Machines are noisy: several runs, medians.
+The store's own cost, without the runtime, of the code tree this file lies in. To compare two
+commits, put a copy of it in a worktree of each (it also runs on trees from before
+`Write.writer`, without the handover shape) and run them in turn, in the same session.
+Machines are noisy: several runs, medians.
 Run: python bench/save_many.py [rounds]
 """
 
