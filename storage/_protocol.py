@@ -10,9 +10,11 @@ Versions make writes safe between runtimes: each write names the version it was 
 the stored version differs. A refused write is reported, never applied.
 
 Writers make lost replies safe: each write names its writer (one id per runtime), and the store
-records, per subject, the latest version each of its last WRITERS_KEPT writers stored. A writer
-whose retry is refused learns from it whether its earlier attempt landed (even under another
-writer's later version) or never did.
+records, per subject, the writer of its stored version and, for up to WRITERS_KEPT writers before
+it, the last version each stored before another took over. A writer whose retry is refused
+learns from it whether its earlier attempt landed (even under another writer's later version) or
+never did. Almost every write is by the writer of the version it replaces: it only stores its
+id again, and the history changes only at a handover.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from typing import Protocol, runtime_checkable
 
 import msgspec
 
-WRITERS_KEPT = 16  # writers recorded per subject; the oldest (lowest version) is dropped first
+# Earlier writers a subject's history keeps, besides the writer of its stored version; at a
+# handover past that, the one with the lowest version is dropped.
+WRITERS_KEPT = 16
 
 
 class Snapshot(msgspec.Struct, frozen=True, gc=False):
@@ -36,8 +40,9 @@ class Snapshot(msgspec.Struct, frozen=True, gc=False):
 
 class Write(msgspec.Struct, frozen=True, gc=False):
     """A snapshot to store, valid only if the stored version is still `expected_version`.
-    `writer` (if not empty; ASCII letters and digits) is recorded as having stored `version` of
-    this subject; a write that creates the subject (expected 0) starts its record afresh."""
+    `writer` (ASCII letters and digits, at most 64; empty for none) is recorded as the writer of
+    `version`; if it is not the writer of `expected_version`, that one goes into the subject's
+    history. A write that creates the subject (expected 0) starts its record afresh."""
 
     name: str
     expected_version: int
@@ -45,6 +50,15 @@ class Write(msgspec.Struct, frozen=True, gc=False):
     properties: bytes
     ext: bytes = b"{}"
     writer: str = ""
+
+
+def by_writer(writes: Sequence[Write]) -> dict[str, list[Write]]:
+    """The writes of a batch by writer: a store can pass the writer once per group, not once
+    per row (a runtime's batches are one group)."""
+    groups: dict[str, list[Write]] = {}
+    for w in writes:
+        groups.setdefault(w.writer, []).append(w)
+    return groups
 
 
 class Delete(msgspec.Struct, frozen=True, gc=False):

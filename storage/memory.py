@@ -17,7 +17,9 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._rows: dict[str, Snapshot] = {}
-        self._writers: dict[str, dict[str, int]] = {}  # by subject: writer -> version stored
+        self._writer: dict[str, str] = {}  # by subject: the writer of its stored version
+        # by subject, only after a handover: writer -> the last version it stored
+        self._history: dict[str, dict[str, int]] = {}
         self.writes = 0  # batches written, for tests and benchmarks
 
     def __repr__(self) -> str:
@@ -46,16 +48,22 @@ class MemoryStore:
                 continue
             rows[w.name] = Snapshot(w.name, w.version, w.properties, w.ext)
             if w.expected_version == 0:
-                self._writers.pop(w.name, None)
-            if w.writer:
-                _record(self._writers.setdefault(w.name, {}), w.writer, w.version)
+                self._history.pop(w.name, None)
+            elif (previous := self._writer[w.name]) != w.writer:
+                _hand_over(self._history.setdefault(w.name, {}), previous,
+                           w.expected_version, w.writer)
+            self._writer[w.name] = w.writer
         self.writes += 1
         return refused
 
     async def versions(self, names: Sequence[str], writer: str) -> dict[str, tuple[int, int]]:
-        rows, writers = self._rows, self._writers
-        return {name: (rows[name].version, writers.get(name, {}).get(writer, 0))
-                for name in names if name in rows}
+        found = {}
+        for name in names:
+            if name in self._rows:
+                version = self._rows[name].version
+                found[name] = (version, version if self._writer[name] == writer else
+                               self._history.get(name, {}).get(writer, 0))
+        return found
 
     async def delete_many(self, deletes: Sequence[Delete]) -> list[str]:
         rows = self._rows
@@ -68,11 +76,16 @@ class MemoryStore:
                 refused.append(d.name)
             else:
                 del rows[d.name]
-                self._writers.pop(d.name, None)
+                del self._writer[d.name]
+                self._history.pop(d.name, None)
         return refused
 
 
-def _record(writers: dict[str, int], writer: str, version: int) -> None:
-    writers[writer] = version
-    if len(writers) > WRITERS_KEPT:
-        del writers[min(writers, key=writers.__getitem__)]
+def _hand_over(history: dict[str, int], previous: str, version: int, writer: str) -> None:
+    """`writer` writes on top of `version`, stored by `previous`: the history keeps that, and
+    drops the entry of `writer`, whose latest version is now the stored one."""
+    history.pop(writer, None)
+    if previous:
+        history[previous] = version
+        if len(history) > WRITERS_KEPT:
+            del history[min(history, key=history.__getitem__)]

@@ -2,9 +2,10 @@
 
 One row per subject in a table (default `subjects`): `name` text primary key, `version` bigint,
 `properties` and `ext` as JSONB so that users can query state (`properties->>'balance'`),
-`updated_at`, and `writers` (JSONB: writer id -> the latest version it stored, see
-storage._protocol). Every batch is one statement, hence one round trip and one transaction; the
-version check happens inside that statement, so concurrent runtimes cannot overwrite each other.
+`updated_at`, `writer` (the writer of the stored version) and `writers` (JSONB, rewritten only at
+a handover: earlier writer -> the last version it stored, see storage._protocol). Every batch is
+one statement, hence one round trip and one transaction; the version check happens inside that
+statement, so concurrent runtimes cannot overwrite each other.
 
 JSONB keeps the meaning of the JSON, not its bytes: PostgreSQL reorders keys and reformats
 whitespace, so `load_many` returns an equivalent, canonicalised document. It also rejects what
@@ -49,6 +50,7 @@ from ._protocol import (
     StoreError,
     StoreUnavailable,
     Write,
+    by_writer,
     unavailable,
 )
 
@@ -65,8 +67,9 @@ _MIGRATIONS: tuple[str, ...] = (
         updated_at timestamptz NOT NULL DEFAULT now()
     )
     """,
-    # writer id -> latest version it stored (see storage._protocol)
-    "ALTER TABLE {table} ADD COLUMN writers jsonb NOT NULL DEFAULT '{{}}'",
+    # the writer of the stored version, and the history of earlier ones (see storage._protocol)
+    "ALTER TABLE {table} ADD COLUMN writer text NOT NULL DEFAULT '', "
+    "ADD COLUMN writers jsonb NOT NULL DEFAULT '{{}}'",
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -151,42 +154,43 @@ class PostgresStore:
         # the write is refused. The others update only a row still at the expected version
         # (re-checked after waiting on a concurrent writer). Both in one statement, which
         # answers with the refused names only (usually none: nothing to send back and decode).
-        # The writer's entry is set; a new writer may push the record past WRITERS_KEPT, and
-        # then only the highest versions are kept.
+        # The writer is one parameter ($6::text), not an array: one statement per writer in the
+        # batch (one in a runtime's), and 1,000 rows went 7% faster than with an array.
+        # A write by the writer of the version it replaces leaves the history alone. At a
+        # handover the previous writer goes into it with the stored version (only the
+        # WRITERS_KEPT highest kept), and the new writer's own entry leaves it. (SET reads the
+        # row as it was before the UPDATE.)
         self._save_sql = f"""
             WITH w AS (
                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::jsonb[],
-                                     $5::jsonb[], $6::text[])
-                    AS w(name, expected, version, properties, ext, writer)
+                                     $5::jsonb[])
+                    AS w(name, expected, version, properties, ext)
             ), updated AS (
                 UPDATE {table} AS s
                 SET version = w.version, properties = w.properties, ext = w.ext,
-                    updated_at = now(),
+                    updated_at = now(), writer = $6,
                     writers = CASE
-                        WHEN w.writer = '' THEN s.writers
-                        WHEN s.writers ? w.writer
-                        THEN s.writers || jsonb_build_object(w.writer, w.version)
+                        WHEN s.writer = $6 THEN s.writers
+                        WHEN s.writer = '' THEN s.writers - $6
                         ELSE (SELECT jsonb_object_agg(key, value) FROM (
-                            SELECT key, value
-                            FROM jsonb_each(s.writers || jsonb_build_object(w.writer, w.version))
+                            SELECT key, value FROM jsonb_each(
+                                (s.writers - $6) || jsonb_build_object(s.writer, s.version))
                             ORDER BY value::bigint DESC LIMIT {WRITERS_KEPT}) AS kept)
                     END
                 FROM w
                 WHERE w.expected <> 0 AND s.name = w.name AND s.version = w.expected
                 RETURNING s.name
             ), inserted AS (
-                INSERT INTO {table} (name, version, properties, ext, writers)
-                SELECT name, version, properties, ext,
-                       CASE writer WHEN '' THEN '{{}}'::jsonb
-                       ELSE jsonb_build_object(writer, version) END
-                FROM w WHERE expected = 0
+                INSERT INTO {table} (name, version, properties, ext, writer)
+                SELECT name, version, properties, ext, $6 FROM w WHERE expected = 0
                 ON CONFLICT (name) DO NOTHING
                 RETURNING name
             )
             SELECT name FROM w
             WHERE name NOT IN (SELECT name FROM updated UNION ALL SELECT name FROM inserted)
         """
-        self._versions_sql = (f"SELECT name, version, coalesce((writers->>$2)::bigint, 0) "
+        self._versions_sql = (f"SELECT name, version, CASE writer WHEN $2 THEN version "
+                              f"ELSE coalesce((writers->>$2)::bigint, 0) END "
                               f"FROM {table} WHERE name = ANY($1)")
         # All parts of a statement see the same snapshot: `s` below still holds the deleted
         # rows, so "present but not deleted" is exactly the refused set; absent names are not.
@@ -244,7 +248,7 @@ class PostgresStore:
             held = [await pool.acquire() for _ in range(pool.get_size())]
             for con in held:
                 await con.fetch(self._load_sql, [])
-                await con.fetch(self._save_sql, [], [], [], [], [], [])
+                await con.fetch(self._save_sql, [], [], [], [], [], "")
             for con in held:
                 await pool.release(con)
 
@@ -326,17 +330,18 @@ class PostgresStore:
     async def save_many(self, writes: Sequence[Write]) -> list[str]:
         if not writes:
             return []
-        args = (
-            [w.name for w in writes],
-            [w.expected_version for w in writes],
-            [w.version for w in writes],
-            [w.properties for w in writes],
-            [w.ext for w in writes],
-            [w.writer for w in writes],
-        )
-        rows: list[Any] = await self._call(
-            "save", lambda con: con.fetch(self._save_sql, *args)
-        )
+        groups = [([w.name for w in ws], [w.expected_version for w in ws],
+                   [w.version for w in ws], [w.properties for w in ws], [w.ext for w in ws],
+                   writer) for writer, ws in by_writer(writes).items()]
+
+        async def save(con: asyncpg.Connection) -> list[Any]:
+            if len(groups) == 1:
+                rows: list[Any] = await con.fetch(self._save_sql, *groups[0])
+                return rows
+            async with con.transaction():  # a batch is applied whole or not at all
+                return [row for args in groups for row in await con.fetch(self._save_sql, *args)]
+
+        rows = await self._call("save", save)
         if not rows:
             return []
         refused = {r[0] for r in rows}

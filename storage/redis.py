@@ -2,13 +2,19 @@
 
 Layout: one string key per subject, `<prefix><name>` (prefix default `subjects:`), holding
 
-    b"<version>:<length of properties>:" + properties + ext
+    b"<version>@<writer>:<length of properties>:" + properties + ext
 
-and beside it a hash `<prefix><name> writers` (names have no spaces): writer id -> the latest
-version that writer stored (see storage._protocol).
+(`b"<version>:<length of properties>:"` when the write named no writer: the layout before
+writers were recorded), and one hash for the whole prefix, `<prefix> writers` (subject names
+have no spaces), holding the history of each subject that had a handover: field the subject's
+key, value `"<writer>=<version> ..."`, each earlier writer and the last version it stored (see
+storage._protocol).
 
-Plain strings keep a whole batch load to one native MGET, and the decimal version at the front
-lets the version check read only a key's first bytes (GETRANGE) instead of its whole state.
+Plain strings keep a whole batch load to one native MGET, and the version and writer at the
+front let a write check both by reading only a key's first bytes (one GETRANGE) instead of its
+whole state; the history is read and written only at a handover. One hash for all histories
+adds one key to a batch, not one per subject (redis-py packs each argument of a call: a second
+key per subject made a batch a fifth slower).
 
 Each write batch is one Lua script call (EVALSHA; the script is sent again after a NOSCRIPT,
 e.g. after a server restart), so the version checks and the writes of a batch are atomic and
@@ -85,82 +91,119 @@ class _Script:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
 
 
-# KEYS[2i-1] is a subject's key and KEYS[2i] its writers' hash; ARGV[1] is how many writers a
-# hash keeps, ARGV[2i] is "<expected version>:<writer>" ('' records nothing) and ARGV[2i+1] the
-# new value (which starts with the new version). A key is at the expected version when its
-# value starts with "<expected>:"; "0" expects no key (GETRANGE of a missing key is "") and
-# starts the writers' hash afresh. Returns the indexes (1-based, by subject) refused. Every key
-# is checked before any is written: Redis does not undo a script's writes when it fails, so a
-# key of the wrong type (WRONGTYPE) fails the whole batch with nothing applied. A writers' key
-# of the wrong type (not ours: someone else's key under the prefix) only goes without its
-# record (pcall): a record that misses a write can make a lost reply look stale, never a stale
-# write look landed.
+# KEYS[i] is the i-th subject's key and KEYS[#KEYS] the histories' hash; ARGV[1] is how many
+# writers a history keeps, ARGV[2i+1] the new value and ARGV[2i] the head the key must start
+# with: the expected version and this write's writer as a value shows them
+# ("<expected>@<writer>:", or "<expected>:" for no writer; "0" expects no key, and starts the
+# subject's history afresh). A key with that head is written at once (almost every write); any
+# other is read a little further: at the expected version with another writer, that writer goes
+# into the history (a handover). Returns the indexes (1-based, by subject) refused. Every key is
+# checked before any is written: Redis does not undo a script's writes when it fails, so a key
+# of the wrong type (WRONGTYPE) fails the whole batch with nothing applied. A histories' key of
+# the wrong type (not ours: someone else's key under the prefix) only goes without the records
+# (pcall): a record that misses a write can make a lost reply look stale, never a stale write
+# look landed.
 _SAVE = _Script("""
-local kept = tonumber(ARGV[1])
-local current, writers = {}, {}
-for i = 1, #KEYS / 2 do
-    local key = KEYS[2 * i - 1]
-    local expected, writer = string.match(ARGV[2 * i], '^(%d+):(.*)$')
-    local head = redis.pcall('GETRANGE', key, 0, #expected)
+local kept, histories, n = tonumber(ARGV[1]), KEYS[#KEYS], #KEYS - 1
+local ok, previous = {}, {}
+for i = 1, n do
+    local key, same = KEYS[i], ARGV[2 * i]
+    local head = redis.pcall('GETRANGE', key, 0, #same - 1)
     if type(head) == 'table' and head.err then
         if string.sub(head.err, 1, 9) == 'WRONGTYPE' then
             return redis.error_reply('WRONGTYPE ' .. key .. ' does not hold a subject snapshot')
         end
         return redis.error_reply(head.err)  -- anything else (an ACL, say): not the data's fault
     end
-    if expected == '0' then current[i] = head == '' else current[i] = head == expected .. ':' end
-    writers[i] = writer
+    if same == '0' then
+        ok[i] = head == ''
+    elseif head == same then
+        ok[i] = true
+    else
+        local expected = string.match(same, '^%d+')
+        head = redis.call('GETRANGE', key, 0, #expected + 65)  -- a writer has at most 64
+        ok[i] = string.match(head, '^%d+') == expected
+        previous[i] = string.match(head, '^%d+@(%w+):') or ''
+    end
 end
-local refused = {}
-for i = 1, #KEYS / 2 do
-    if current[i] then
-        local record, writer, value = KEYS[2 * i], writers[i], ARGV[2 * i + 1]
-        redis.call('SET', KEYS[2 * i - 1], value)
-        if string.sub(ARGV[2 * i], 1, 2) == '0:' then redis.call('DEL', record) end
-        if writer ~= '' then
-            local added = redis.pcall('HSET', record, writer, string.match(value, '^%d+'))
-            if added == 1 and redis.call('HLEN', record) > kept then  -- drop the lowest
-                local all, oldest, lowest = redis.call('HGETALL', record), nil, nil
-                for j = 1, #all, 2 do
-                    local version = tonumber(all[j + 1])
-                    if lowest == nil or version < lowest then oldest, lowest = all[j], version end
-                end
-                redis.call('HDEL', record, oldest)
-            end
+
+-- `writer` writes on top of `version`, stored by `previous`: the history keeps that, and drops
+-- the entry of `writer`, whose latest version is now the stored one.
+local function hand_over(key, previous, version, writer)
+    local history = redis.pcall('HGET', histories, key)
+    if type(history) == 'table' then return end  -- not a hash of ours: no record
+    local entries = {}
+    for w, v in string.gmatch(history or '', '(%w+)=(%d+)') do
+        if w ~= writer and w ~= previous then entries[#entries + 1] = {w, v} end
+    end
+    if previous ~= '' then entries[#entries + 1] = {previous, version} end
+    while #entries > kept do  -- drop the lowest version (one, unless `kept` was lowered)
+        local lowest = 1
+        for j = 2, #entries do
+            if tonumber(entries[j][2]) < tonumber(entries[lowest][2]) then lowest = j end
+        end
+        table.remove(entries, lowest)
+    end
+    for j, entry in ipairs(entries) do entries[j] = entry[1] .. '=' .. entry[2] end
+    if #entries > 0 then
+        redis.call('HSET', histories, key, table.concat(entries, ' '))
+    elseif history then
+        redis.call('HDEL', histories, key)
+    end
+end
+
+local refused, fresh = {}, {}
+for i = 1, n do
+    if ok[i] then
+        local key, same = KEYS[i], ARGV[2 * i]
+        redis.call('SET', key, ARGV[2 * i + 1])
+        if same == '0' then
+            fresh[#fresh + 1] = key
+        elseif previous[i] then
+            hand_over(key, previous[i], string.match(same, '^%d+'),
+                      string.match(same, '@(%w+):$') or '')
         end
     else
         refused[#refused + 1] = i
     end
 end
+for j = 1, #fresh, 1000 do  -- one call per thousand new subjects
+    redis.pcall('HDEL', histories, unpack(fresh, j, math.min(j + 999, #fresh)))
+end
 return refused
 """)
 
-# KEYS as for _SAVE, ARGV[1] the writer: for each subject, the head of its value ('' if none)
-# and the version the writer stored ('' if none recorded).
+# KEYS as for _SAVE, ARGV[1] the writer: for each subject, the head of its value ('' if none;
+# long enough for its version and that writer) and the version its history keeps for the writer
+# ('' if none).
 _VERSIONS = _Script("""
-local found = {}
-for i = 1, #KEYS / 2 do
-    local head = redis.pcall('GETRANGE', KEYS[2 * i - 1], 0, 24)
-    local mine = redis.pcall('HGET', KEYS[2 * i], ARGV[1])
+local histories, found = KEYS[#KEYS], {}
+for i = 1, #KEYS - 1 do
+    local head = redis.pcall('GETRANGE', KEYS[i], 0, #ARGV[1] + 21)
+    local history = redis.pcall('HGET', histories, KEYS[i])
     if type(head) ~= 'string' then head = '?' end
-    if type(mine) ~= 'string' then mine = '' end
+    if type(history) ~= 'string' then history = '' end
     found[#found + 1] = head
-    found[#found + 1] = mine
+    found[#found + 1] = string.match(' ' .. history, ' ' .. ARGV[1] .. '=(%d+)') or ''
 end
 return found
 """)
 
 # KEYS as for _SAVE, ARGV[i] the expected version. A missing key is not refused.
 _DELETE = _Script("""
-local refused = {}
-for i = 1, #KEYS / 2 do
+local refused, deleted = {}, {}
+for i = 1, #KEYS - 1 do
     local expected = ARGV[i]
-    local head = redis.call('GETRANGE', KEYS[2 * i - 1], 0, #expected)
-    if head == expected .. ':' then
-        redis.call('UNLINK', KEYS[2 * i - 1], KEYS[2 * i])
+    local head = redis.call('GETRANGE', KEYS[i], 0, #expected)
+    if head == expected .. ':' or head == expected .. '@' then
+        redis.call('UNLINK', KEYS[i])
+        deleted[#deleted + 1] = KEYS[i]
     elseif head ~= '' then
         refused[#refused + 1] = i
     end
+end
+for j = 1, #deleted, 1000 do
+    redis.pcall('HDEL', KEYS[#KEYS], unpack(deleted, j, math.min(j + 999, #deleted)))
 end
 return refused
 """)
@@ -175,7 +218,19 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
+def _head(w: Write) -> str:
+    """What the key must start with for `w` to be written without a handover (see _SAVE)."""
+    if w.expected_version == 0:
+        return "0"
+    if w.writer:
+        return f"{w.expected_version}@{w.writer}:"
+    return f"{w.expected_version}:"
+
+
 def _encode(w: Write) -> bytes:
+    if w.writer:
+        return b"%d@%b:%d:%b%b" % (w.version, w.writer.encode(), len(w.properties),
+                                   w.properties, w.ext)
     return b"%d:%d:%b%b" % (w.version, len(w.properties), w.properties, w.ext)
 
 
@@ -184,7 +239,8 @@ def _decode(name: str, value: bytes) -> Snapshot:
         first = value.index(b":")
         second = value.index(b":", first + 1)
         split = second + 1 + int(value[first + 1:second])
-        return Snapshot(name, int(value[:first]), value[second + 1:split], value[split:])
+        version = int(value[:first].partition(b"@")[0])
+        return Snapshot(name, version, value[second + 1:split], value[split:])
     except ValueError:
         # Not written by this store: handed on as a snapshot no one can read, so that the
         # runtime refuses this subject alone (SnapshotCorrupt), not the whole batch.
@@ -267,9 +323,9 @@ class RedisStore:
         }
 
     def _keys(self, names: Iterable[str]) -> list[str]:
-        """Each subject's key and its writers' hash (a space never occurs in a name)."""
+        """The subjects' keys, then the histories' hash (a space never occurs in a name)."""
         prefix = self.prefix
-        return [key for name in names for key in (prefix + name, f"{prefix}{name} writers")]
+        return [*(prefix + name for name in names), prefix + " writers"]
 
     async def save_many(self, writes: Sequence[Write]) -> list[str]:
         if not writes:
@@ -277,7 +333,7 @@ class RedisStore:
         keys = self._keys(w.name for w in writes)
         args: list[Any] = [WRITERS_KEPT]
         for w in writes:
-            args += (f"{w.expected_version}:{w.writer}", _encode(w))
+            args += (_head(w), _encode(w))
         refused: list[int] = await self._call(
             "save", lambda client: _SAVE(client, keys, args)
         )
@@ -290,11 +346,14 @@ class RedisStore:
         found: list[bytes] = await self._call(
             "versions", lambda client: _VERSIONS(client, keys, [writer])
         )
+        ours = writer.encode()
         versions = {}
         for name, head, mine in zip(names, found[::2], found[1::2], strict=True):
             if head:
-                stored = head.partition(b":")[0]
-                versions[name] = (int(stored) if stored.isdigit() else 0,
+                first, colon, _ = head.partition(b":")
+                stored, _, last = first.partition(b"@")  # the writer of the stored version
+                version = int(stored) if stored.isdigit() else 0
+                versions[name] = (version, version if colon and last == ours else
                                   int(mine) if mine else 0)
         return versions
 

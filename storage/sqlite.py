@@ -1,8 +1,9 @@
 """The SQLite store: the embedded, durable default (standard library only, one file).
 
 WAL with synchronous=FULL: a committed batch survives a crash of the process and of the machine.
-Properties are kept as JSON text, so `json_extract` queries work on them; so is `writers`, writer
-id -> the latest version it stored (see storage._protocol).
+Properties are kept as JSON text, so `json_extract` queries work on them. `writer` is the writer
+of the stored version, and `writers` (JSON text, rewritten only at a handover) the subject's
+history: earlier writer -> the last version it stored (see storage._protocol).
 
 Statements run on the event loop's thread, deliberately. On a thread of its own, every statement
 must take the GIL back from the busy event loop, which holds it for up to the 5 ms switch
@@ -38,7 +39,15 @@ from typing import TypeVar
 
 import msgspec
 
-from ._protocol import WRITERS_KEPT, Delete, Snapshot, SnapshotRefused, StoreUnavailable, Write
+from ._protocol import (
+    WRITERS_KEPT,
+    Delete,
+    Snapshot,
+    SnapshotRefused,
+    StoreUnavailable,
+    Write,
+    by_writer,
+)
 
 T = TypeVar("T")
 log = logging.getLogger("subjects.storage")
@@ -48,45 +57,55 @@ BUSY_WAIT = 0.1  # seconds a write waits for a write lock held elsewhere
 _SQLITE_BUSY = 5
 
 OLDEST_SQLITE = (3, 33, 0)  # UPDATE ... FROM
-# Step i takes the schema from version i to i + 1. Append steps, never edit published ones.
-_MIGRATIONS = (
-    """CREATE TABLE IF NOT EXISTS subjects (
+# Step i (its statements in order) takes the schema from version i to i + 1. Append steps,
+# never edit published ones.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    ("""CREATE TABLE IF NOT EXISTS subjects (
         name TEXT PRIMARY KEY,
         version INTEGER NOT NULL,
         properties TEXT NOT NULL,
         ext TEXT NOT NULL,
         updated_at REAL NOT NULL
-    ) WITHOUT ROWID""",
-    # writer id -> latest version it stored (see storage._protocol)
-    "ALTER TABLE subjects ADD COLUMN writers TEXT NOT NULL DEFAULT '{}'",
+    ) WITHOUT ROWID""",),
+    # the writer of the stored version, and the history of earlier ones (see storage._protocol)
+    ("ALTER TABLE subjects ADD COLUMN writer TEXT NOT NULL DEFAULT ''",
+     "ALTER TABLE subjects ADD COLUMN writers TEXT NOT NULL DEFAULT '{}'"),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
-# Rows of a batch: [name, version, expected version, properties, ext, writer], the JSON as
-# strings.
+# Rows of a batch: [name, version, expected version, properties, ext], the JSON as strings. Their
+# writer is a parameter of its own (?3), one statement per writer in the batch (one in a
+# runtime's): each json_extract parses the row again, and one more per row cost a fifth of an
+# UPDATE.
 _ROWS = ("SELECT json_extract(value, '$[0]') AS name, json_extract(value, '$[1]') AS version, "
          "json_extract(value, '$[2]') AS expected, json_extract(value, '$[3]') AS properties, "
-         "json_extract(value, '$[4]') AS ext, json_extract(value, '$[5]') AS writer "
-         "FROM json_each(?1)")
-_INSERT = ("INSERT INTO subjects (name, version, properties, ext, updated_at, writers) "
-           "SELECT name, version, properties, ext, ?2, "
-           "CASE writer WHEN '' THEN '{}' ELSE json_object(writer, version) END "
+         "json_extract(value, '$[4]') AS ext FROM json_each(?1)")
+
+
+def _path(writer: str) -> str:
+    """SQL for the JSON path of a writer's entry (quoted: an id may start with a digit)."""
+    return f"""'$."' || {writer} || '"'"""
+
+
+_INSERT = ("INSERT INTO subjects (name, version, properties, ext, updated_at, writer) "
+           "SELECT name, version, properties, ext, ?2, ?3 "
            f"FROM ({_ROWS}) WHERE expected = 0 ON CONFLICT (name) DO NOTHING")
-# The writer's entry is set; a new writer may push the record past WRITERS_KEPT, and then only
-# the highest versions are kept.
+# A write by the writer of the version it replaces leaves the history alone. At a handover the
+# previous writer goes into it with the stored version (only the WRITERS_KEPT highest kept), and
+# the new writer's own entry leaves it. (SET reads the row as it was before the UPDATE.)
 _UPDATE = ("UPDATE subjects SET version = b.version, properties = b.properties, ext = b.ext, "
-           "updated_at = ?2, writers = CASE "
-           "WHEN b.writer = '' THEN subjects.writers "
-           "WHEN json_extract(subjects.writers, b.path) IS NOT NULL "
-           "THEN json_set(subjects.writers, b.path, b.version) ELSE ("
-           "SELECT json_group_object(key, value) FROM (SELECT key, value FROM json_each("
-           "json_set(subjects.writers, b.path, b.version)) "
+           "updated_at = ?2, writer = ?3, writers = CASE "
+           "WHEN subjects.writer = ?3 THEN subjects.writers "
+           f"WHEN subjects.writer = '' THEN json_remove(subjects.writers, {_path('?3')}) "
+           "ELSE (SELECT json_group_object(key, value) FROM (SELECT key, value FROM json_each("
+           f"json_set(json_remove(subjects.writers, {_path('?3')}), "
+           f"{_path('subjects.writer')}, subjects.version)) "
            f"ORDER BY value DESC LIMIT {WRITERS_KEPT})) END "
-           f"FROM (SELECT *, '$.\"' || writer || '\"' AS path FROM ({_ROWS})) AS b "
-           "WHERE subjects.name = b.name AND subjects.version = b.expected")
+           f"FROM ({_ROWS}) AS b WHERE subjects.name = b.name AND subjects.version = b.expected")
 # The names of the rows whose expected version is not the stored one (0: none stored).
 _STALE = (f"SELECT json_group_array(b.name) FROM ({_ROWS}) AS b "
           "LEFT JOIN subjects AS s ON s.name = b.name WHERE coalesce(s.version, 0) != b.expected")
-_VERSIONS = ("SELECT name, version, coalesce(json_extract(writers, '$.\"' || ?2 || '\"'), 0) "
+_VERSIONS = ("SELECT name, version, CASE writer WHEN ?2 THEN version "
+             f"ELSE coalesce(json_extract(writers, {_path('?2')}), 0) END "
              "FROM subjects WHERE name IN (SELECT value FROM json_each(?1))")
 _decode_names = msgspec.json.Decoder(list[str]).decode
 _LOAD = ("SELECT json_group_array(json_array(name, version, properties, ext)) FROM subjects "
@@ -219,9 +238,10 @@ class SQLiteStore:
                 for name, version, props, ext in rows}
 
     async def save_many(self, writes: Sequence[Write]) -> list[str]:
-        rows = _encode_rows([(w.name, w.version, w.expected_version, w.properties.decode(),
-                              w.ext.decode(), w.writer) for w in writes])
-        fresh = sum(1 for w in writes if w.expected_version == 0)
+        groups = [(writer, _encode_rows([(w.name, w.version, w.expected_version,
+                                          w.properties.decode(), w.ext.decode()) for w in ws]),
+                   sum(1 for w in ws if w.expected_version == 0), len(ws))
+                  for writer, ws in by_writer(writes).items()]
 
         def save(db: sqlite3.Connection) -> list[str]:
             # Every statement hands the GIL over and back: the common case takes the fewest.
@@ -231,17 +251,19 @@ class SQLiteStore:
             db.execute("BEGIN IMMEDIATE")
             try:
                 applied = 0
-                if fresh < len(writes):
-                    applied += db.execute(_UPDATE, (rows, now)).rowcount
-                if fresh:
-                    applied += db.execute(_INSERT, (rows, now)).rowcount
+                for writer, rows, fresh, count in groups:
+                    if fresh < count:
+                        applied += db.execute(_UPDATE, (rows, now, writer)).rowcount
+                    if fresh:
+                        applied += db.execute(_INSERT, (rows, now, writer)).rowcount
                 refused: list[str] = []
                 if applied != len(writes):
                     db.execute("ROLLBACK")
                     db.execute("BEGIN IMMEDIATE")
-                    refused = _decode_names(db.execute(_STALE, (rows,)).fetchone()[0])
-                    db.execute(_UPDATE, (rows, now))
-                    db.execute(_INSERT, (rows, now))
+                    for writer, rows, _, _ in groups:
+                        refused += _decode_names(db.execute(_STALE, (rows,)).fetchone()[0])
+                        db.execute(_UPDATE, (rows, now, writer))
+                        db.execute(_INSERT, (rows, now, writer))
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -299,7 +321,8 @@ def _migrate(db: sqlite3.Connection, path: str) -> None:
                 f"{path!r} has schema version {found}; this version of subjects "
                 f"understands up to {SCHEMA_VERSION}: upgrade subjects")
         for step in _MIGRATIONS[found:]:
-            db.execute(step)
+            for statement in step:
+                db.execute(statement)
         if row is None:
             db.execute("INSERT INTO subjects_schema VALUES (?)", (SCHEMA_VERSION,))
         elif found < SCHEMA_VERSION:

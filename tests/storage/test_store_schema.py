@@ -42,7 +42,7 @@ async def test_postgres_schema_version(postgres_url: str, postgres_table: str) -
         ))
         assert columns == {
             "name": "text", "version": "bigint", "properties": "jsonb", "ext": "jsonb",
-            "updated_at": "timestamp with time zone", "writers": "jsonb",
+            "updated_at": "timestamp with time zone", "writer": "text", "writers": "jsonb",
         }
         await store.open()  # opening again applies nothing and keeps one version row
         await store.close()
