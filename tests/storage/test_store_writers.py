@@ -165,6 +165,17 @@ async def test_a_subject_created_again_starts_a_new_record(store: SnapshotStore)
     assert await store.versions(["d"], "c") == {"d": (1, 1)}
 
 
+async def writes_on_an_upgraded_store(store) -> None:
+    """Subject `d`, stored at v7 under schema 1, reads and takes writes with their writers."""
+    assert (await store.load_many(["d"]))["d"].version == 7
+    assert await store.versions(["d"], "a") == {"d": (7, 0)}
+    assert await store.save_many([write("d", 7, 8, "a")]) == []
+    assert await store.versions(["d"], "a") == {"d": (8, 8)}
+    assert await store.save_many([write("d", 8, 9, "b")]) == []
+    assert await store.versions(["d"], "a") == {"d": (9, 8)}
+    assert await record(store, "d") == ("b", {"a": 8})
+
+
 async def test_a_sqlite_file_of_schema_1_is_upgraded(tmp_path: Path) -> None:
     path = str(tmp_path / "old.db")
     with sqlite3.connect(path) as db:  # as schema 1 made it
@@ -179,13 +190,7 @@ async def test_a_sqlite_file_of_schema_1_is_upgraded(tmp_path: Path) -> None:
     store = SQLiteStore(path)
     await store.open()
     try:
-        assert (await store.load_many(["d"]))["d"].version == 7
-        assert await store.versions(["d"], "a") == {"d": (7, 0)}
-        assert await store.save_many([write("d", 7, 8, "a")]) == []
-        assert await store.versions(["d"], "a") == {"d": (8, 8)}
-        assert await store.save_many([write("d", 8, 9, "b")]) == []
-        assert await store.versions(["d"], "a") == {"d": (9, 8)}
-        assert await record(store, "d") == ("b", {"a": 8})
+        await writes_on_an_upgraded_store(store)
     finally:
         await store.close()
     with sqlite3.connect(path) as db:
@@ -207,13 +212,7 @@ async def test_a_postgres_table_of_schema_1_is_upgraded(postgres_url: str,
         store = PostgresStore(postgres_url, table=postgres_table, timeout=5)
         await store.open()
         try:
-            assert (await store.load_many(["d"]))["d"].version == 7
-            assert await store.versions(["d"], "a") == {"d": (7, 0)}
-            assert await store.save_many([write("d", 7, 8, "a")]) == []
-            assert await store.versions(["d"], "a") == {"d": (8, 8)}
-            assert await store.save_many([write("d", 8, 9, "b")]) == []
-            assert await store.versions(["d"], "a") == {"d": (9, 8)}
-            assert await record(store, "d") == ("b", {"a": 8})
+            await writes_on_an_upgraded_store(store)
         finally:
             await store.close()
         assert await con.fetchval(f"SELECT version FROM {postgres_table}_schema") == 2
