@@ -21,6 +21,17 @@ from storage import SQLiteStore
 ROOT = Path(__file__).resolve().parents[2]
 
 
+async def until_serving(http: httpx.AsyncClient) -> None:
+    """Wait up to ~10 s for the edge process to answer its probe."""
+    for _ in range(200):
+        try:
+            if (await http.get("/healthz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            await asyncio.sleep(0.05)
+    pytest.fail("the edge did not start")
+
+
 async def test_pending_asks_get_a_shutdown_error_and_quick_ones_their_reply(serve):
     edge = await serve(shutdown_grace=0.3)
     async with edge.http() as http, connect(edge.ws_url) as ws:
@@ -64,14 +75,7 @@ async def test_sigterm_loses_no_acknowledged_event(tmp_path):
     acknowledged: list[str] = []
     try:
         async with httpx.AsyncClient(base_url=url, timeout=10) as http:
-            for _ in range(200):
-                try:
-                    if (await http.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.05)
-            else:
-                pytest.fail("the edge did not start")
+            await until_serving(http)
 
             async def sender(worker: int) -> None:
                 for i in range(10_000):
@@ -138,14 +142,7 @@ async def test_sigterm_answers_requests_on_kept_alive_connections(tmp_path):
     lost: list[str] = []
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=15) as http:
-            for _ in range(200):
-                try:
-                    if (await http.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.05)
-            else:
-                pytest.fail("the edge did not start")
+            await until_serving(http)
             idle = []
             for i in range(20):  # kept alive after one request each
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
