@@ -142,7 +142,6 @@ class Runtime:
         self._quiet: list[asyncio.Future[None]] = []  # waiting in idle() for busy == 0
         self._tick = 0  # passivation sweeps so far: actors remember the tick they went idle
         self._scheduler: Scheduler[Actor] = Scheduler(self._drain)
-        self._turn_by_turn = False  # every turn a scheduling decision: see `_use_scheduler`
         self._inline_budget = INLINE_BUDGET
         self._observers: list[Callable[[Observed], None]] = []
         self._pipeline: Pipeline | None = None
@@ -460,7 +459,7 @@ class Runtime:
             msg.durable = self.durable if durable is None else durable
         actor = self._actors.get(name)
         if (actor is not None and not actor.busy and actor.status == ACTIVE and turn is None
-                and self._accepting and not self._turn_by_turn and msg.kind != ASK):
+                and self._accepting and self._scheduler.inline and msg.kind != ASK):
             # The actor is idle and the caller is going to wait anyway: a read is answered, and
             # a write's turn run, right here instead of waking a worker (no task switch, no
             # queueing). Every INLINE_BUDGET turns the caller takes the mailbox path once, so
@@ -569,12 +568,11 @@ class Runtime:
 
     def _use_scheduler(self, scheduler: Scheduler[Actor]) -> None:
         """Run turns on another scheduler; before `start`. The testing kit's seam: a scheduler
-        that chooses the interleaving (`turn_by_turn`) is given every turn as a decision of its
-        own, so no caller runs a turn inline and a drain hands the actor back after each turn."""
+        that chooses the interleaving takes every turn as a decision of its own (a throughput of
+        one, no turn run inline by its caller)."""
         if self._started:
             raise RuntimeError("the scheduler can only be replaced before the runtime starts")
         self._scheduler = scheduler
-        self._turn_by_turn = scheduler.turn_by_turn
 
     def _start_drain(self, actor: Actor) -> None:
         if actor.mailbox is None:
@@ -584,17 +582,20 @@ class Runtime:
         actor.busy = True
         self._scheduler.schedule(actor)
 
-    async def _drain(self, actor: Actor) -> None:
+    async def _drain(self, actor: Actor) -> int:
+        """Run the actor's turns, up to the scheduler's throughput; return how many ran."""
         if actor.status == LOADING:
             # Not loaded here: gathered with every other actor the workers find loading in this
             # pass, for one batched load. The actor stays busy; it is scheduled again once loaded.
             self._pending_loads.append(actor)
             if len(self._pending_loads) == 1:
                 asyncio.get_running_loop().call_soon(self._start_loads)
-            return
+            return 0
         box = actor.mailbox
         assert box is not None
-        again = False  # turn by turn: the actor has more work and goes back in line
+        throughput = self._scheduler.throughput
+        turns = 0
+        again = False  # the actor has more work and goes back in line
         try:
             while True:
                 trouble = actor.trouble
@@ -606,9 +607,10 @@ class Runtime:
                 if actor.space:
                     _make_room(actor.space)
                 await self._turn(actor, msg)
-                if self._turn_by_turn:
-                    # Each turn is a scheduling decision of its own: with more work the actor
-                    # goes back in line (still busy) and the scheduler chooses who goes next.
+                turns += 1
+                if turns == throughput:
+                    # Its share is used up: with more work it goes back in line, still busy, so
+                    # that an actor whose mailbox keeps refilling holds up nobody else.
                     again = self._has_work(actor)
                     break
         except asyncio.CancelledError:
@@ -619,6 +621,7 @@ class Runtime:
                 self._scheduler.schedule(actor)
             else:
                 self._release(actor)
+        return turns
 
     def _has_work(self, actor: Actor) -> bool:
         """Messages wait in its mailbox, or a restart is pending."""

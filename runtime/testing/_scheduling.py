@@ -38,9 +38,10 @@ def seeded_chooser(seed: int) -> Chooser:
 class ChosenScheduler(Scheduler[T]):
     """Starts one turn at a time, each in a task of its own, in the order `choose` decides."""
 
-    turn_by_turn = True
+    throughput = 1  # every turn is a choice of its own
+    inline = False
 
-    def __init__(self, drain: Callable[[T], Coroutine[Any, Any, None]],
+    def __init__(self, drain: Callable[[T], Coroutine[Any, Any, int]],
                  choose: Callable[[Sequence[T]], int]) -> None:
         super().__init__(drain)
         self._choose = choose
@@ -84,7 +85,7 @@ class ChosenScheduler(Scheduler[T]):
             return 0
         return index
 
-    def _start(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    def _start(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         # An empty context: a turn must not inherit the context of whoever scheduled it.
         task = asyncio.get_running_loop().create_task(coro, name=name,
                                                       context=contextvars.Context())
