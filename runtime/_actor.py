@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
+from actors import SubjectState
+
 if TYPE_CHECKING:
     from ._supervision import Intensity, Supervisor
 
@@ -83,7 +85,7 @@ class Actor(msgspec.Struct, gc=False, repr_omit_defaults=True):
     status: int = LOADING
     mailbox: deque[Message] | None = None
     busy: bool = False  # scheduled or being drained: it has work and a worker will run it
-    turn: Any = None  # the SubjectState of a turn in progress: props hold its changes
+    turn: SubjectState | None = None  # a turn in progress: `props` hold its changes
     trouble: Trouble | None = None
     space: deque[asyncio.Future[None]] | None = None  # senders waiting for room
     idle_since: int = 0  # the passivation sweep's tick when it last went idle
@@ -94,6 +96,12 @@ class Actor(msgspec.Struct, gc=False, repr_omit_defaults=True):
     def __repr__(self) -> str:
         status = ("loading", "active", "stopped")[self.status]
         return f"<Actor {self.name!r} v{self.version} {status}>"
+
+    def committed(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Its properties and extended properties as of its last committed turn: what a
+        snapshot holds, even in the middle of a turn."""
+        turn = self.turn
+        return (self.props, self.ext) if turn is None else turn.committed()
 
     @property
     def clean(self) -> bool:

@@ -273,7 +273,7 @@ class Pipeline:
                 for rest in actors[i:]:
                     dirty[rest.name] = rest
                 break
-            props, ext = (a.props, a.ext) if a.turn is None else a.turn.committed()
+            props, ext = a.committed()
             try:
                 write = Write(a.name, a.stored_version, a.version, _encode(props),
                               _encode(ext) if ext else _EMPTY, self.writer)

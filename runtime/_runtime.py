@@ -15,7 +15,6 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable, Mapping
-from inspect import isawaitable
 from typing import Any, TypeVar
 
 import msgspec
@@ -26,12 +25,11 @@ from actors import (
     SUBJECT_RESTARTED,
     SUBJECT_STOPPED,
     SUPERVISOR_ESCALATED,
-    Context,
     Middleware,
     Registry,
     check_subject_name,
 )
-from actors._behaviours import SKIPPED, Predicate, call_handler
+from actors._behaviours import Predicate
 from actors._state import CascadeEvent
 from actors._values import copy_value
 from storage import Snapshot, SnapshotCorrupt, SnapshotStore, StoreUnavailable, open_store
@@ -39,8 +37,6 @@ from storage import Snapshot, SnapshotCorrupt, SnapshotStore, StoreUnavailable, 
 from ._actor import (
     ACTIVE,
     ASK,
-    DELETE,
-    DELETE_EXT,
     EVENT,
     GET,
     GET_EXT,
@@ -48,8 +44,6 @@ from ._actor import (
     LOADING,
     PATCH,
     READ,
-    SET,
-    SET_EXT,
     STOPPED,
     STORE,
     Actor,
@@ -63,9 +57,7 @@ from ._errors import (
     REFUSALS,
     AskCycleError,
     AskTimeout,
-    CascadeTooDeep,
     MailboxFull,
-    NoHandler,
     RuntimeNotRunning,
     SubjectStopped,
 )
@@ -74,7 +66,7 @@ from ._persistence import Pipeline, discarded_error
 from ._ref import SubjectRef, SubjectView, checked_patch
 from ._scheduler import Scheduler
 from ._supervision import Backoff, Intensity, Policy, Strategy, Supervisor
-from ._turn import _CURRENT, Turn, check_event_type, name_of
+from ._turn import _CURRENT, TurnRunner, check_event_type, name_of
 
 log = logging.getLogger("subjects.runtime")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -136,6 +128,7 @@ class Runtime:
         self._flush_delay = flush_delay
         self._rng = random.Random(seed)
         self._registry = Registry()
+        self._runner = TurnRunner(self, self._registry, max_cascade_depth)
         self._actors: dict[str, Actor] = {}
         self._idle: dict[str, Actor] = {}  # idle actors, the longest idle first
         self._busy = 0  # actors with work (scheduled or being drained)
@@ -729,95 +722,28 @@ class Runtime:
     # -- turns --------------------------------------------------------------------------------
 
     async def _turn(self, actor: Actor, msg: Message) -> None:
+        """Run one message as a turn and apply its outcome: commit it, or report its failure."""
         kind = msg.kind
         fut = msg.future
         if kind >= GET:  # reads change nothing and run no behaviour
             if fut is not None and not fut.done():
                 fut.set_result(self._read_now(actor, msg))
             return
-        state = turn = Turn(self, actor.name, actor.props, actor.ext, msg.chain)
-        actor.turn = turn
-        token = _CURRENT.set(turn)
-        result: Any = None
-        try:
-            if kind == SET:
-                result = state.set(msg.name, msg.value, msg.extra)
-            elif kind in (EVENT, ASK):
-                state.cascade.append((msg.name, None, None, None, None, msg.value, 0))
-            elif kind == DELETE:
-                result = state.delete(msg.name, msg.extra)
-            elif kind == PATCH:
-                for prop, value in msg.value.items():
-                    state.set(prop, value, msg.extra)
-            elif kind == SET_EXT:
-                result = state.set_ext(msg.name, msg.value)
-            elif kind == DELETE_EXT:
-                result = state.delete_ext(msg.name)
-            events = state.cascade
-            if events:
-                # The cascade: work through the turn's queue of events, breadth-first, until it
-                # settles. Inline here, being the hottest loop of the runtime.
-                name = actor.name
-                registry = self._registry
-                match = registry.match
-                middleware = registry.middleware_chain
-                limit = self.max_cascade_depth
-                asking = kind == ASK
-                i = 0
-                while i < len(events):
-                    event_type, prop, old, new, extra, payload, depth = events[i]
-                    i += 1
-                    if depth >= limit:
-                        raise CascadeTooDeep(
-                            f"the turn of {name!r} did not settle after {limit} generations of "
-                            f"property events (last: {event_type} {prop!r}); do two behaviours "
-                            "keep changing each other's property?")
-                    handlers = match(event_type, name)
-                    if not handlers:
-                        if asking and i == 1:
-                            raise NoHandler(f"no behaviour answers {event_type!r} on {name!r}")
-                        continue
-                    ctx = Context(turn, state, event_type, payload, prop, old, new, extra)
-                    state._depth = depth + 1
-                    for handler in handlers:
-                        if middleware:
-                            reply = await call_handler(handler, ctx, middleware)
-                            if asking and i == 1 and result is None and reply is not SKIPPED:
-                                result = reply
-                            continue
-                        # No middleware: filters and handler called right here.
-                        passed = True
-                        for f in handler.filters:
-                            verdict = f.predicate(ctx)
-                            if verdict.__class__ is not bool and isawaitable(verdict):
-                                verdict = await verdict
-                            if not verdict:
-                                passed = False
-                                break
-                        if passed:
-                            ctx.handler = handler.name
-                            reply = await handler.func(ctx)
-                            if asking and i == 1 and result is None:
-                                result = reply
-        except BaseException as exc:
-            state.rollback()
-            state.close()
-            actor.turn = None
-            _CURRENT.reset(token)
-            self._failed(actor, msg, exc)
-            if not isinstance(exc, Exception):
-                raise
+        turn = await self._runner.run(actor, msg)
+        error = turn.error
+        if error is not None:
+            self._failed(actor, msg, error)
+            if not isinstance(error, Exception):
+                raise error  # cancelled: the drain must end too
             return
-        state.close()
-        actor.turn = None
-        _CURRENT.reset(token)
-        if state._changed:
-            actor.ext = state._ext or None
+        result = turn.result
+        if turn._changed:
+            actor.ext = turn._ext or None
             actor.version += 1
             assert self._pipeline is not None
             self._pipeline.mark_dirty(actor)
         if self._observers:
-            self._notify(actor, state.cascade)
+            self._notify(actor, turn.cascade)
         if turn.outbox is not None:
             self._post(turn.outbox)
         if fut is not None and not fut.done():
