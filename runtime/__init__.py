@@ -1,5 +1,6 @@
 """The engine of subjects: activation, mailboxes, turns, supervision, persistence."""
 
+from ._backoff import Backoff
 from ._clock import Clock
 from ._deadletters import DeadLetter, DeadLetters
 from ._errors import (
@@ -19,7 +20,7 @@ from ._observe import Observed
 from ._ref import SubjectRef, SubjectView
 from ._run import run
 from ._runtime import Runtime
-from ._supervision import Backoff, Policy, Supervisor
+from ._supervision import Policy, Supervisor
 
 __all__ = [
     "AskCycleError",

@@ -28,14 +28,13 @@ import msgspec
 from storage import SnapshotRefused, SnapshotStore, Write
 
 from ._actor import Actor, Reply
+from ._backoff import Backoff
 from ._clock import Clock
 from ._errors import NotDurable, StaleVersion
-from ._supervision import Backoff
 
 log = logging.getLogger("subjects.persistence")
 _encode = msgspec.json.Encoder().encode
 _EMPTY = b"{}"
-RETRY = Backoff(min=0.05, max=5.0)  # between attempts while the store fails
 EXPIRY_CHECK = 0.05  # how often overdue durable acknowledgements are looked for
 INFINITY = float("inf")
 # Bound on the encoded snapshots of one batch, beside `batch_size`: a batch is one statement, and
@@ -48,14 +47,14 @@ class Pipeline:
     """Owns every write to the store after activation."""
 
     def __init__(self, store: SnapshotStore, clock: Clock, *, batch_size: int, max_delay: float,
-                 on_refused: Callable[[Actor, str], None]) -> None:
+                 retry: Backoff, on_refused: Callable[[Actor, str], None]) -> None:
         self.store = store
         self._clock = clock
         self._batch_size = batch_size
         self._max_delay = max_delay
         self._on_refused = on_refused  # the actor's unsaved state is lost: reload it (why)
         self.writer = secrets.token_hex(8)  # who wrote what, in the store's record
-        self._retry = RETRY
+        self._retry = retry  # between attempts while the store fails
         self._rng = random.Random()
         self._dirty: dict[str, Actor] = {}
         # Actors with durable acknowledgements waiting (each holds its own, in `Actor.acks`),

@@ -50,6 +50,7 @@ from ._actor import (
     Message,
     Trouble,
 )
+from ._backoff import STORE_RETRY, Backoff
 from ._batch import Batch, Slot
 from ._clock import Clock
 from ._deadletters import DeadLetter, DeadLetters
@@ -65,7 +66,16 @@ from ._observe import Observed
 from ._persistence import Pipeline, discarded_error
 from ._ref import SubjectRef, SubjectView, checked_patch
 from ._scheduler import Scheduler
-from ._supervision import Backoff, Intensity, Policy, Strategy, Supervisor
+from ._supervision import (
+    Intensity,
+    Policy,
+    Stop,
+    Strategy,
+    Supervisor,
+    decide,
+    escalate,
+    siblings,
+)
 from ._turn import _CURRENT, TurnRunner, check_event_type, name_of
 
 log = logging.getLogger("subjects.runtime")
@@ -87,6 +97,8 @@ class Runtime:
     durable: whether writes wait for their snapshot to be committed (per call: `durable=`).
     root: the root supervisor's policy.
     shutdown_timeout: bound, in seconds, on draining and storing when the runtime closes.
+    store_retry: how long to wait between attempts while the store fails (writes, and loads
+        of restarting actors).
     """
 
     def __init__(
@@ -105,6 +117,7 @@ class Runtime:
         root: Policy | None = None,
         dead_letter_limit: int = 10_000,
         shutdown_timeout: float = 30.0,
+        store_retry: Backoff = STORE_RETRY,
         clock: Clock | None = None,
         seed: int | None = None,
     ) -> None:
@@ -121,6 +134,7 @@ class Runtime:
         self.durable = durable
         self.durable_timeout = durable_timeout
         self.shutdown_timeout = shutdown_timeout
+        self.store_retry = store_retry
         self.clock = clock or Clock()
         self.dead_letters = DeadLetters(dead_letter_limit)
         self.root = Supervisor("root", "*", root or Policy(), None)
@@ -218,7 +232,8 @@ class Runtime:
         self._loop = asyncio.get_running_loop()
         await self.store.open()
         self._pipeline = Pipeline(self.store, self.clock, batch_size=self._flush_batch,
-                                  max_delay=self._flush_delay, on_refused=self._on_refused)
+                                  max_delay=self._flush_delay, retry=self.store_retry,
+                                  on_refused=self._on_refused)
         self._pipeline.start()
         if self.passivate_after is not None:
             self._sweeper = self._loop.create_task(self._sweep(self.passivate_after),
@@ -810,28 +825,21 @@ class Runtime:
                               self.clock.now(), kept)
 
     def _supervise(self, actor: Actor, error: Exception) -> None:
-        supervisor = actor.supervisor
-        policy = supervisor.policy
-        now = self.clock.now()
+        """Apply the supervisor's decision on a failed turn."""
+        policy = actor.supervisor.policy
         trouble = actor.trouble
         if trouble is None:
             actor.trouble = trouble = Trouble(Intensity(policy.max_restarts, policy.within))
-        if trouble.failures.record(now):
-            self._stop(actor, f"more than {policy.max_restarts} restarts within "
-                              f"{policy.within} s; last error: {type(error).__name__}: {error}")
-            self._escalate(supervisor, actor.name, error)
+        now = self.clock.now()
+        decision = decide(policy, trouble, error, now, self._rng)
+        if isinstance(decision, Stop):
+            self._stop(actor, decision.reason)
+            for supervisor, reason in escalate(actor.supervisor, actor.name, error, now):
+                self._halt(supervisor, reason)
             return
-        delay = policy.backoff.delay(trouble.failures.count, self._rng)
-        self._schedule_restart(actor, now + delay)
-        if policy.strategy != "one_for_one":
-            after = False
-            for other in list(self._actors.values()):
-                if other is actor:
-                    after = True
-                    continue
-                if other.supervisor is supervisor and other.status == ACTIVE and (
-                        policy.strategy == "one_for_all" or after):
-                    self._schedule_restart(other, now + delay)
+        self._schedule_restart(actor, decision.at)
+        for other in siblings(actor, list(self._actors.values())):
+            self._schedule_restart(other, decision.at)
 
     def _schedule_restart(self, actor: Actor, at: float) -> None:
         trouble = actor.trouble
@@ -864,7 +872,7 @@ class Runtime:
                 attempt += 1
                 log.warning("restart of %s waits for the store (attempt %d): %s", actor.name,
                             attempt, exc)
-                await self.clock.sleep(Backoff(0.05, 5.0).delay(attempt, self._rng))
+                await self.clock.sleep(self.store_retry.delay(attempt, self._rng))
         if actor.status == STOPPED:
             return
         try:
@@ -896,25 +904,18 @@ class Runtime:
         log.error("subject %s stopped: %s", actor.name, reason)
         self._lifecycle(actor.supervisor, SUBJECT_STOPPED, actor.name, {"reason": reason})
 
-    def _escalate(self, supervisor: Supervisor, child: str, error: Exception) -> None:
-        if not supervisor.policy.escalate or supervisor.stopped or \
-                not supervisor.escalations.record(self.clock.now()):
-            return
-        policy = supervisor.policy
-        reason = (f"more than {policy.max_restarts} failures escalated within {policy.within} s;"
-                  f" last from {child}: {type(error).__name__}: {error}")
-        supervisor.stopped_reason = reason
+    def _halt(self, supervisor: Supervisor, reason: str) -> None:
+        """A supervisor stopped (escalation): stop every subject it watches, tell its parent."""
         log.error("supervisor %s stopped: %s", supervisor.name, reason)
+        policy = supervisor.policy
         for actor in list(self._actors.values()):
             if actor.status != STOPPED and supervisor in actor.supervisor.chain():
                 if actor.trouble is None:
                     actor.trouble = Trouble(Intensity(policy.max_restarts, policy.within))
                 self._stop(actor, f"supervisor {supervisor.name!r} stopped")
-        parent = supervisor.parent
-        if parent is not None:
-            self._lifecycle(parent, SUPERVISOR_ESCALATED, supervisor.subject,
+        if supervisor.parent is not None:
+            self._lifecycle(supervisor.parent, SUPERVISOR_ESCALATED, supervisor.subject,
                             {"supervisor": supervisor.name, "reason": reason})
-            self._escalate(parent, supervisor.subject, error)
 
     def _lifecycle(self, supervisor: Supervisor, event_type: str, subject: str,
                    details: dict[str, Any] | None) -> None:

@@ -15,34 +15,20 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from actors._patterns import compile_pattern
 
+from ._actor import ACTIVE
+from ._backoff import Backoff
+
+if TYPE_CHECKING:
+    from ._actor import Actor, Trouble
+
 Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
 STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential restart delay: `min * factor**(n-1)` for the n-th restart within the intensity
-    window, capped at `max`, stretched by up to `jitter` (a fraction) at random so that many
-    actors failing together do not restart in lockstep."""
-
-    min: float = 0.01
-    max: float = 5.0
-    factor: float = 2.0
-    jitter: float = 0.2
-
-    def __post_init__(self) -> None:
-        if not (0 <= self.min <= self.max) or self.factor < 1 or not (0 <= self.jitter <= 1):
-            raise ValueError(f"invalid backoff {self}: need 0 <= min <= max, factor >= 1, "
-                             "0 <= jitter <= 1")
-
-    def delay(self, restart: int, rng: random.Random) -> float:
-        base = min(self.max, self.min * self.factor ** max(0, restart - 1))
-        return base * (1 + self.jitter * rng.random())
 
 
 @dataclass(frozen=True)
@@ -149,3 +135,62 @@ class Supervisor:
             if node.stopped_reason is not None:
                 return f"supervisor {node.name!r} stopped: {node.stopped_reason}"
         return None
+
+
+class Restart(NamedTuple):
+    """Restart the failed actor from its last snapshot at `at` (clock time), and with it the
+    siblings its supervisor's strategy names."""
+
+    at: float
+
+
+class Stop(NamedTuple):
+    """Stop the failed actor: it refuses messages until restarted by hand."""
+
+    reason: str
+
+
+def decide(policy: Policy, trouble: Trouble, error: Exception, now: float,
+           rng: random.Random) -> Restart | Stop:
+    """What becomes of an actor whose turn failed with `error` (its failure is recorded in
+    `trouble`): a restart after the backoff, or a stop once the intensity is exceeded."""
+    if trouble.failures.record(now):
+        return Stop(f"more than {policy.max_restarts} restarts within {policy.within} s; "
+                    f"last error: {type(error).__name__}: {error}")
+    return Restart(now + policy.backoff.delay(trouble.failures.count, rng))
+
+
+def siblings(actor: Actor, actors: Iterable[Actor]) -> list[Actor]:
+    """The other actors of the failed one's supervisor that restart with it: every one
+    (one_for_all), those activated after it (rest_for_one), or none (one_for_one). `actors`
+    in activation order; only active ones can restart."""
+    supervisor = actor.supervisor
+    strategy = supervisor.policy.strategy
+    if strategy == "one_for_one":
+        return []
+    found, after = [], False
+    for other in actors:
+        if other is actor:
+            after = True
+        elif other.supervisor is supervisor and other.status == ACTIVE and (
+                strategy == "one_for_all" or after):
+            found.append(other)
+    return found
+
+
+def escalate(supervisor: Supervisor, child: str, error: Exception,
+             now: float) -> list[tuple[Supervisor, str]]:
+    """`child` stopped below `supervisor`: the supervisors that stop because of it, bottom up,
+    each with its reason. A supervisor counts stops only if it escalates; past its intensity it
+    stops, and its parent counts that stop in turn."""
+    stopped = []
+    node: Supervisor | None = supervisor
+    while node is not None and node.policy.escalate and not node.stopped and \
+            node.escalations.record(now):
+        policy = node.policy
+        reason = (f"more than {policy.max_restarts} failures escalated within {policy.within} "
+                  f"s; last from {child}: {type(error).__name__}: {error}")
+        node.stopped_reason = reason
+        stopped.append((node, reason))
+        child, node = node.subject, node.parent
+    return stopped

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from runtime import Runtime, StaleVersion
-from runtime._supervision import Backoff
+from runtime import Backoff, Runtime, StaleVersion
 from storage import SnapshotStore, SQLiteStore, StoreUnavailable
 from storage.postgres import PostgresStore
 from storage.redis import RedisStore
@@ -63,10 +62,9 @@ async def test_writing_resumes_at_once_when_postgres_returns(
                           timeout=0.5)
     names = [f"d:{i}" for i in range(40)]
     async with Runtime(store, passivate_after=None, flush_delay=0.002, flush_batch=10,
-                       durable_timeout=30) as rt:
+                       durable_timeout=30, store_retry=Backoff(min=0.1, max=step, jitter=0)) as rt:
         pipeline = rt._pipeline
         assert pipeline is not None
-        pipeline._retry = Backoff(min=0.1, max=step, jitter=0)
         await rt.patch_many({name: {"n": 0} for name in names}, durable=True)
         postgres_proxy.cut()
         postgres_proxy.refuse()
@@ -99,10 +97,10 @@ async def test_failed_attempts_keep_no_memory_per_attempt(
     allocated by the persistence module, after 5 and after 25 failed attempts of every one)."""
     store = RedisStore(with_port(redis_url, redis_proxy.port), prefix=redis_prefix, timeout=0.5)
     names = [f"m:{i}" for i in range(200)]
-    async with Runtime(store, passivate_after=None, flush_delay=0, durable_timeout=30) as rt:
+    async with Runtime(store, passivate_after=None, flush_delay=0, durable_timeout=30,
+                       store_retry=Backoff(min=0.001, max=0.002)) as rt:
         pipeline = rt._pipeline
         assert pipeline is not None
-        pipeline._retry = Backoff(min=0.001, max=0.002)
         await rt.patch_many({name: {"n": 0} for name in names}, durable=True)
         redis_proxy.cut()
         redis_proxy.refuse()
@@ -183,11 +181,11 @@ async def test_a_lost_reply_under_another_writers_write_is_not_stale_on_sqlite(
         tmp_path: Path) -> None:
     path = str(tmp_path / "two.db")
     lossy = RepliesLost(path)
-    async with Runtime(lossy, passivate_after=None, flush_delay=0, durable_timeout=20) as one, \
+    async with Runtime(lossy, passivate_after=None, flush_delay=0, durable_timeout=20,
+                       store_retry=Backoff(min=0.2, max=0.2)) as one, \
             Runtime(SQLiteStore(path), passivate_after=None, flush_delay=0) as two:
         pipeline = one._pipeline
         assert pipeline is not None
-        pipeline._retry = Backoff(min=0.2, max=0.2)
         await one.subject("d").set("x", 1, durable=True)
         lossy.losing = True
         written = asyncio.create_task(one.subject("d").patch({"x": 2}, durable=True))
