@@ -19,7 +19,7 @@ import asyncio
 import logging
 import random
 import secrets
-from collections.abc import Callable
+from collections.abc import AsyncIterator
 from itertools import islice
 from typing import Any
 
@@ -47,12 +47,14 @@ class Pipeline:
     """Owns every write to the store after activation."""
 
     def __init__(self, store: SnapshotStore, clock: Clock, *, batch_size: int, max_delay: float,
-                 retry: Backoff, on_refused: Callable[[Actor, str], None]) -> None:
+                 retry: Backoff) -> None:
         self.store = store
         self._clock = clock
         self._batch_size = batch_size
         self._max_delay = max_delay
-        self._on_refused = on_refused  # the actor's unsaved state is lost: reload it (why)
+        # Actors whose unsaved state the store will not take, and why: `run` hands them to its
+        # consumer, which reloads them.
+        self._refusals: list[tuple[Actor, StaleVersion | SnapshotRefused | None, str]] = []
         self.writer = secrets.token_hex(8)  # who wrote what, in the store's record
         self._retry = retry  # between attempts while the store fails
         self._rng = random.Random()
@@ -71,7 +73,6 @@ class Pipeline:
         # Subjects whose unsaved changes were thrown away since the last flush returned (the
         # error their callers got), oldest first: the next flush reports them.
         self._discarded: dict[str, StaleVersion | SnapshotRefused] = {}
-        self._task: asyncio.Task[None] | None = None
         self._gathering: asyncio.Future[None] | None = None
         self._backing_off: asyncio.Future[None] | None = None
         self._expiry: Any = None  # the timer of the next sweep for overdue acknowledgements
@@ -85,17 +86,17 @@ class Pipeline:
     def pending(self) -> int:
         return len(self._dirty)
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="subjects-writer")
-
     async def stop(self) -> None:
-        for task in (self._task, *self._writers):
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(*(t for t in (self._task, *self._writers) if t is not None),
-                             return_exceptions=True)
-        self._task = None
+        """After the task consuming `run` is cancelled: cancel the batches in flight; waiting
+        acknowledgements fail."""
+        for task in self._writers:
+            task.cancel()
+        await asyncio.gather(*self._writers, return_exceptions=True)
         self._stopped = True
+        for actor, error, _ in self._refusals:  # refused, and nobody left to reload them
+            if error is not None:
+                self._fail_acks(actor, error)
+        self._refusals.clear()
         if self._expiry is not None:
             self._expiry.cancel()
         self._expiry, self._expiry_at, self._earliest = None, INFINITY, INFINITY
@@ -209,9 +210,21 @@ class Pipeline:
         discarded, self._discarded = self._discarded, {}
         return discarded
 
-    async def _run(self) -> None:
+    async def run(self) -> AsyncIterator[list[tuple[Actor, str]]]:
+        """The writer: gathers dirty actors into batches and writes them, forever. Yields the
+        actors whose unsaved changes the store refused (with why): they hold state nobody can
+        store, and the consumer reloads them. Everything else it settles itself."""
         loop = asyncio.get_running_loop()
         while True:
+            if self._refusals:
+                refused, self._refusals = self._refusals, []
+                for actor, error, _ in refused:
+                    if error is not None:
+                        # Told only now, as the consumer reloads the actor (before anything
+                        # else runs): a caller that hears of the loss finds it reloading.
+                        self._fail_acks(actor, error)
+                yield [(actor, why) for actor, _, why in refused]
+                continue
             if not self._dirty:
                 if not self._in_flight:
                     self._settled.set()
@@ -365,15 +378,14 @@ class Pipeline:
                     self.mark_dirty(actor)
                 return
             if actor.version == ours:  # nothing of ours is lost: just load the newer version
-                self._on_refused(actor, f"another writer stored v{stored} on top of ours")
+                self._refusal(actor, None, f"another writer stored v{stored} on top of ours")
                 return
         error = StaleVersion(
             f"the store holds another writer's version of {actor.name!r}, not the "
             f"v{actor.stored_version} this change was based on; its unsaved changes were "
             "discarded and it was reloaded")
         self._discard(actor.name, error)
-        self._fail_acks(actor, error)
-        self._on_refused(actor, "its snapshot is stale: the store holds another writer's "
+        self._refusal(actor, error, "its snapshot is stale: the store holds another writer's "
                                 "version")
 
     def _refuse(self, actor: Actor, error: SnapshotRefused) -> None:
@@ -385,8 +397,14 @@ class Pipeline:
             f"the snapshot v{actor.version} of {actor.name!r} cannot be stored ({error}); its "
             f"unsaved changes were discarded and it was reloaded from v{actor.stored_version}")
         self._discard(actor.name, refused)
-        self._fail_acks(actor, refused)
-        self._on_refused(actor, f"the store cannot take its snapshot ({error})")
+        self._refusal(actor, refused, f"the store cannot take its snapshot ({error})")
+
+    def _refusal(self, actor: Actor, error: StaleVersion | SnapshotRefused | None,
+                 why: str) -> None:
+        """The actor's unsaved changes are lost (`error`, for the callers waiting on them), or
+        a newer version is in the store: `run` hands it over to be reloaded."""
+        self._refusals.append((actor, error, why))
+        self._wake.set()
 
     def _discard(self, name: str, error: StaleVersion | SnapshotRefused) -> None:
         discarded = self._discarded

@@ -155,6 +155,7 @@ class Runtime:
         self._pending_loads: list[Actor] = []  # loading actors gathered for the next batch
         self._loads: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._accepting = False  # outside callers may send
         self._started = False
@@ -232,9 +233,9 @@ class Runtime:
         self._loop = asyncio.get_running_loop()
         await self.store.open()
         self._pipeline = Pipeline(self.store, self.clock, batch_size=self._flush_batch,
-                                  max_delay=self._flush_delay, retry=self.store_retry,
-                                  on_refused=self._on_refused)
-        self._pipeline.start()
+                                  max_delay=self._flush_delay, retry=self.store_retry)
+        self._writer = self._loop.create_task(self._write_behind(self._pipeline),
+                                              name="subjects-writer")
         if self.passivate_after is not None:
             self._sweeper = self._loop.create_task(self._sweep(self.passivate_after),
                                                    name="subjects-passivation")
@@ -266,6 +267,10 @@ class Runtime:
                 await asyncio.gather(self._sweeper, return_exceptions=True)
                 self._sweeper = None
             await self._abort_drains()
+            if self._writer is not None:
+                self._writer.cancel()
+                await asyncio.gather(self._writer, return_exceptions=True)
+                self._writer = None
             if self._pipeline is not None:
                 await self._pipeline.stop()
             await self.store.close()
@@ -884,7 +889,13 @@ class Runtime:
         self._lifecycle(actor.supervisor, SUBJECT_RESTARTED, actor.name,
                         {"restarts": trouble.restarts})
 
-    def _on_refused(self, actor: Actor, why: str) -> None:
+    async def _write_behind(self, pipeline: Pipeline) -> None:
+        """Run the writer; reload the actors whose snapshots it could not store."""
+        async for refused in pipeline.run():
+            for actor, why in refused:
+                self._reload(actor, why)
+
+    def _reload(self, actor: Actor, why: str) -> None:
         """The store will not take the actor's snapshot (it holds another writer's version, or
         cannot keep what it holds): drop our changes, reload."""
         log.error("%s: %s; reloading it from the store", actor.name, why)
