@@ -20,6 +20,7 @@ from ._observe import Observed
 from ._ref import SubjectRef, SubjectView
 from ._run import run
 from ._runtime import Runtime
+from ._scheduler import Scheduler
 from ._supervision import Policy, Supervisor
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "Policy",
     "Runtime",
     "RuntimeNotRunning",
+    "Scheduler",
     "StaleVersion",
     "SubjectRef",
     "SubjectStopped",

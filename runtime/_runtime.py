@@ -54,6 +54,7 @@ from ._backoff import STORE_RETRY, Backoff
 from ._batch import Batch, Slot
 from ._clock import Clock
 from ._deadletters import DeadLetter, DeadLetters
+from ._directory import Directory
 from ._errors import (
     REFUSALS,
     AskCycleError,
@@ -65,7 +66,7 @@ from ._errors import (
 from ._observe import Observed
 from ._persistence import Pipeline, discarded_error
 from ._ref import SubjectRef, SubjectView, checked_patch
-from ._scheduler import Scheduler
+from ._scheduler import Drain, Scheduler
 from ._supervision import (
     Intensity,
     Policy,
@@ -99,6 +100,10 @@ class Runtime:
     shutdown_timeout: bound, in seconds, on draining and storing when the runtime closes.
     store_retry: how long to wait between attempts while the store fails (writes, and loads
         of restarting actors).
+    clock: where time comes from (the testing kit's `VirtualClock` for virtual time).
+    scheduler: makes the scheduler that runs actors' turns, given the function that drains one
+        actor's mailbox (the testing kit's chooses the order of turns).
+    seed: seeds the backoff jitter, for runs that replay exactly.
     """
 
     def __init__(
@@ -119,6 +124,7 @@ class Runtime:
         shutdown_timeout: float = 30.0,
         store_retry: Backoff = STORE_RETRY,
         clock: Clock | None = None,
+        scheduler: Callable[[Drain], Scheduler[Actor]] = Scheduler,
         seed: int | None = None,
     ) -> None:
         if mailbox_size < 1 or max_cascade_depth < 1 or flush_batch < 1:
@@ -143,12 +149,9 @@ class Runtime:
         self._rng = random.Random(seed)
         self._registry = Registry()
         self._runner = TurnRunner(self, self._registry, max_cascade_depth)
-        self._actors: dict[str, Actor] = {}
-        self._idle: dict[str, Actor] = {}  # idle actors, the longest idle first
-        self._busy = 0  # actors with work (scheduled or being drained)
-        self._quiet: list[asyncio.Future[None]] = []  # waiting in idle() for busy == 0
-        self._tick = 0  # passivation sweeps so far: actors remember the tick they went idle
-        self._scheduler: Scheduler[Actor] = Scheduler(self._drain)
+        self._directory = Directory(max_active)
+        self._actors = self._directory.actors  # by name: the hot path's lookup
+        self._scheduler = scheduler(self._drain)
         self._inline_budget = INLINE_BUDGET
         self._observers: list[Callable[[Observed], None]] = []
         self._pipeline: Pipeline | None = None
@@ -161,7 +164,8 @@ class Runtime:
         self._started = False
 
     def __repr__(self) -> str:
-        return (f"<Runtime store={self.store!r} active={len(self._actors)} busy={self._busy}"
+        return (f"<Runtime store={self.store!r} active={len(self._actors)} "
+                f"busy={self._directory.busy}"
                 f"{'' if self._started else ' stopped'}>")
 
     # -- behaviours ---------------------------------------------------------------------------
@@ -260,7 +264,7 @@ class Runtime:
         except TimeoutError:
             unsaved = [a.name for a in self._actors.values() if not a.clean]
             log.error("shutdown timed out: %d busy subjects, %d with unsaved changes (%s)",
-                      self._busy, len(unsaved), ", ".join(unsaved[:20]))
+                      self._directory.busy, len(unsaved), ", ".join(unsaved[:20]))
         finally:
             if self._sweeper is not None:
                 self._sweeper.cancel()
@@ -274,8 +278,7 @@ class Runtime:
             if self._pipeline is not None:
                 await self._pipeline.stop()
             await self.store.close()
-            self._actors.clear()
-            self._idle.clear()
+            self._directory.clear()
             self._started = False
 
     async def _abort_drains(self) -> None:
@@ -291,10 +294,7 @@ class Runtime:
 
     async def idle(self) -> None:
         """Return when every mailbox is empty (and no restart is pending)."""
-        while self._busy:
-            quiet = asyncio.get_running_loop().create_future()
-            self._quiet.append(quiet)
-            await quiet
+        await self._directory.quiet()
 
     async def flush(self) -> None:
         """Return when every snapshot scheduled so far is committed to the store. A subject
@@ -383,8 +383,7 @@ class Runtime:
         if actor is None or actor.status != STOPPED:
             return
         await self._running_pipeline().durable(actor, actor.version, None, urgent=True)
-        if self._actors.get(name) is actor:
-            del self._actors[name]
+        self._directory.forget(actor)
 
     async def restart_supervisor(self, name: str) -> None:
         """Let a stopped supervisor, and the subjects it stopped, take messages again."""
@@ -422,12 +421,37 @@ class Runtime:
         """Names of the activated subjects (stopped ones included)."""
         return list(self._actors)
 
+    def stopped_subjects(self) -> dict[str, str]:
+        """The stopped subjects, each with why: they refuse messages until `restart`ed."""
+        return {actor.name: actor.trouble.stop_reason or "stopped"
+                for actor in self._actors.values()
+                if actor.status == STOPPED and actor.trouble is not None}
+
+    @property
+    def busy(self) -> int:
+        """How many subjects have work: messages waiting or a turn running (or a restart or
+        activation pending). `idle()` waits for none."""
+        return self._directory.busy
+
+    async def passivate(self, *names: str) -> list[str]:
+        """Store these subjects and drop them from memory now, as the passivation sweep does
+        after `passivate_after` idle seconds: their next message activates them again from
+        their snapshot. Subjects with work, and stopped ones, stay. Returns those dropped."""
+        await self.flush()
+        done = []
+        for name in names:
+            actor = self._actors.get(name)
+            if actor is not None and self._directory.passivate(actor):
+                self._lifecycle(actor.supervisor, SUBJECT_PASSIVATED, actor.name, None)
+                done.append(name)
+        return done
+
     def stats(self) -> dict[str, int]:
         pipeline = self._pipeline
         return {
             "active": len(self._actors),
-            "busy": self._busy,
-            "idle": len(self._idle),
+            "busy": self._directory.busy,
+            "idle": len(self._directory.idle),
             "stopped": sum(1 for a in self._actors.values() if a.status == STOPPED),
             "unsaved": pipeline.pending if pipeline else 0,
             "dead_letters": len(self.dead_letters),
@@ -482,14 +506,10 @@ class Runtime:
             # endpoint against 0.55), while a lone caller's ask costs a task switch more.
             if msg.kind >= GET:  # a read of an idle actor: nothing to serialise against
                 fut.set_result(self._read_now(actor, msg))
-                del self._idle[name]  # and it counts as use: to the back of the idle line
-                actor.idle_since = self._tick
-                self._idle[name] = actor
+                self._directory.used(actor)
             elif self._inline_budget:
                 self._inline_budget -= 1
-                actor.busy = True
-                self._busy += 1
-                del self._idle[name]
+                self._directory.working(actor)
                 try:
                     await self._turn(actor, msg)
                 finally:
@@ -574,25 +594,14 @@ class Runtime:
         if halted is not None:
             raise SubjectStopped(name, halted)
         actor = Actor(name, supervisor)
-        self._actors[name] = actor
-        if self.max_active is not None and len(self._actors) > self.max_active:
-            self._evict(len(self._actors) - self.max_active)
+        for passivated in self._directory.add(actor):
+            self._lifecycle(passivated.supervisor, SUBJECT_PASSIVATED, passivated.name, None)
         return actor
-
-    def _use_scheduler(self, scheduler: Scheduler[Actor]) -> None:
-        """Run turns on another scheduler; before `start`. The testing kit's seam: a scheduler
-        that chooses the interleaving takes every turn as a decision of its own (a throughput of
-        one, no turn run inline by its caller)."""
-        if self._started:
-            raise RuntimeError("the scheduler can only be replaced before the runtime starts")
-        self._scheduler = scheduler
 
     def _start_drain(self, actor: Actor) -> None:
         if actor.mailbox is None:
             actor.mailbox = deque()
-        self._idle.pop(actor.name, None)
-        self._busy += 1
-        actor.busy = True
+        self._directory.working(actor)
         self._scheduler.schedule(actor)
 
     async def _drain(self, actor: Actor) -> int:
@@ -654,18 +663,9 @@ class Runtime:
 
     def _release(self, actor: Actor) -> None:
         """The actor has no more work: it becomes idle (or stays stopped)."""
-        actor.busy = False
-        self._busy -= 1
-        if actor.status == ACTIVE and self._actors.get(actor.name) is actor:
-            if not actor.mailbox:
-                actor.mailbox = None
-            actor.idle_since = self._tick
-            self._idle[actor.name] = actor
-        if not self._busy and self._quiet:
-            for quiet in self._quiet:
-                if not quiet.done():
-                    quiet.set_result(None)
-            self._quiet.clear()
+        if not actor.mailbox:
+            actor.mailbox = None  # an idle actor owns no queue
+        self._directory.rested(actor)
 
     def _start_loads(self) -> None:
         batch, self._pending_loads = self._pending_loads, []
@@ -707,8 +707,7 @@ class Runtime:
     def _not_activated(self, actor: Actor, error: Exception) -> None:
         """Refuse what waits for a loading actor (the callers see why) and forget it: the next
         message tries the activation again."""
-        if self._actors.get(actor.name) is actor:
-            del self._actors[actor.name]
+        self._directory.forget(actor)
         actor.status = STOPPED
         self._refuse_all(actor, actor.mailbox, error)
         self._release(actor)
@@ -910,7 +909,7 @@ class Runtime:
         actor.status = STOPPED
         actor.trouble.stop_reason = reason
         actor.trouble.restart_at = None
-        self._idle.pop(actor.name, None)
+        self._directory.idle.pop(actor.name, None)
         self._refuse_all(actor, actor.mailbox, SubjectStopped(actor.name, reason))
         log.error("subject %s stopped: %s", actor.name, reason)
         self._lifecycle(actor.supervisor, SUBJECT_STOPPED, actor.name, {"reason": reason})
@@ -941,39 +940,12 @@ class Runtime:
     # -- passivation --------------------------------------------------------------------------
 
     async def _sweep(self, idle_for: float) -> None:
-        """Every quarter of `idle_for`, passivate the actors idle for four ticks or more: an
-        actor is passivated after between 3/4 and 1 times `idle_for` of idleness. Ticks, not
-        timestamps, so going idle costs no clock read and no float per actor."""
+        """Every quarter of `idle_for`, passivate the actors idle long enough (see
+        `Directory.sweep`)."""
         while True:
             await self.clock.sleep(idle_for / 4)
-            self._tick += 1
-            cutoff = self._tick - 4
-            expired = []
-            for actor in self._idle.values():
-                if actor.idle_since > cutoff:
-                    break
-                expired.append(actor)
-            for actor in expired:
-                self._passivate(actor)
-
-    def _evict(self, count: int) -> None:
-        """Passivate up to `count` of the longest-idle actors whose state is stored. Actors with
-        unsaved changes are skipped (the bound is soft: memory never wins over durability)."""
-        victims: list[Actor] = []
-        for actor in self._idle.values():
-            if len(victims) == count:
-                break
-            if actor.clean:
-                victims.append(actor)
-        for actor in victims:
-            self._passivate(actor)
-
-    def _passivate(self, actor: Actor) -> None:
-        if not actor.clean or actor.busy:
-            return  # its snapshot is on its way; a later sweep takes it
-        del self._idle[actor.name]
-        del self._actors[actor.name]
-        self._lifecycle(actor.supervisor, SUBJECT_PASSIVATED, actor.name, None)
+            for actor in self._directory.sweep():
+                self._lifecycle(actor.supervisor, SUBJECT_PASSIVATED, actor.name, None)
 
     def _running_pipeline(self) -> Pipeline:
         if self._pipeline is None or not self._started:

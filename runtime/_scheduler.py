@@ -25,6 +25,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 log = logging.getLogger("subjects.scheduler")
 T = TypeVar("T")
+# Runs an actor's turns (up to the scheduler's throughput); returns how many it ran.
+Drain = Callable[[Any], Coroutine[Any, Any, int]]
 
 MAX_PARKED = 4  # idle workers kept for the next burst
 FAIRNESS = 256  # turns a worker runs before it lets the event loop serve I/O and timers
@@ -43,7 +45,7 @@ class Scheduler(Generic[T]):
     # turns (the testing kit's) says no, and has a throughput of one.
     inline: ClassVar[bool] = True
 
-    def __init__(self, drain: Callable[[T], Coroutine[Any, Any, int]]) -> None:
+    def __init__(self, drain: Drain) -> None:
         self._drain = drain
         self._ready: deque[T] = deque()
         self._parked: list[asyncio.Future[None]] = []

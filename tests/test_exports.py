@@ -15,8 +15,8 @@ ACTORS = {
 RUNTIME = {
     "AskCycleError", "AskTimeout", "Backoff", "BatchFailed", "CascadeTooDeep", "Clock",
     "DeadLetter", "DeadLetters", "MailboxFull", "NoHandler", "NotDurable", "Observed", "Policy",
-    "Runtime", "RuntimeNotRunning", "StaleVersion", "SubjectRef", "SubjectStopped", "SubjectView",
-    "SubjectsError", "Supervisor", "run",
+    "Runtime", "RuntimeNotRunning", "Scheduler", "StaleVersion", "SubjectRef", "SubjectStopped",
+    "SubjectView", "SubjectsError", "Supervisor", "run",
 }
 STORAGE = {
     "Delete", "MemoryStore", "SQLiteStore", "Snapshot", "SnapshotCorrupt", "SnapshotRefused",

@@ -17,7 +17,7 @@ import random
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
-from runtime._scheduler import Scheduler
+from runtime import Scheduler
 
 from ._quiet import wait_for_quiet
 

@@ -10,7 +10,6 @@ from typing import Any
 
 from actors import Context
 from runtime import Observed, Runtime
-from runtime._actor import ACTIVE, Actor
 from storage import SnapshotStore
 
 from ._clock import VirtualClock
@@ -43,16 +42,17 @@ class SimRuntime(Runtime):
                  flush_delay: float = 0.0, **options: Any) -> None:
         if seed is not None and choose is not None:
             raise TypeError("give a seed or a chooser, not both")
+        if seed is not None:
+            choose = seeded_chooser(seed)
+        if choose is not None:
+            chosen = _by_name(choose)
+            options["scheduler"] = lambda drain: ChosenScheduler(drain, chosen)
         # The seed also drives the backoff jitter; without one the jitter is still fixed.
         super().__init__(store, clock=clock or VirtualClock(), seed=seed or 0,
                          flush_delay=flush_delay, **options)
         self.seed = seed
         self.recorder = EventRecorder()
         self.add_observer(self.recorder)
-        if seed is not None:
-            choose = seeded_chooser(seed)
-        if choose is not None:
-            self._use_scheduler(ChosenScheduler(self._drain, _by_name(choose)))
 
         @self.on(CRASH)
         async def crash(ctx: Context) -> None:
@@ -83,35 +83,23 @@ class SimRuntime(Runtime):
         deadline = self.clock.now() + within
         while True:
             await settle()
-            if not self._busy:
+            if not self.busy:
                 return
             due = self.clock.next_deadline()
             if due is None or due > deadline:
                 raise TimeoutError(
-                    f"{self._busy} subjects still have work after {within} virtual seconds and "
+                    f"{self.busy} subjects still have work after {within} virtual seconds and "
                     "nothing more is due: are they waiting on something outside virtual time?")
             await self.clock.advance(due - self.clock.now())
 
     def live_subjects(self) -> list[str]:
         """The names of the activated subjects that take messages (not stopped), sorted."""
-        return sorted(name for name, actor in self._actors.items() if actor.status == ACTIVE)
-
-    async def passivate(self, *names: str) -> list[str]:
-        """Store and drop these subjects now, as the passivation sweep would: the next message
-        activates them from their snapshot. Busy and stopped subjects stay; returns the names
-        passivated."""
-        await self.flush()
-        done = []
-        for name in names:
-            actor = self._actors.get(name)
-            if actor is not None and name in self._idle and actor.clean:
-                self._passivate(actor)
-                done.append(name)
-        return done
+        stopped = self.stopped_subjects()
+        return sorted(name for name in self.active_subjects() if name not in stopped)
 
 
-def _by_name(choose: Chooser) -> Callable[[Sequence[Actor]], int]:
-    def choose_actor(ready: Sequence[Actor]) -> int:
+def _by_name(choose: Chooser) -> Callable[[Sequence[Any]], int]:
+    def choose_actor(ready: Sequence[Any]) -> int:
         return choose([actor.name for actor in ready])
 
     return choose_actor
