@@ -1,4 +1,4 @@
-"""The runtime: activation, mailboxes, turns, supervision and passivation of subject actors.
+"""The front door: a runtime's configuration, lifecycle and every public call.
 
 Every subject is a virtual actor. Addressing one is free; its first message activates it (state
 loaded from the store exactly once, however many messages race to it), and while its mailbox
@@ -17,72 +17,53 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-import msgspec
-
 from actors import (
-    SUBJECT_ACTIVATED,
     SUBJECT_PASSIVATED,
-    SUBJECT_RESTARTED,
-    SUBJECT_STOPPED,
-    SUPERVISOR_ESCALATED,
     Middleware,
     Registry,
     check_subject_name,
 )
 from actors._behaviours import Predicate
-from actors._state import CascadeEvent
-from actors._values import copy_value
-from storage import Snapshot, SnapshotCorrupt, SnapshotStore, StoreUnavailable, open_store
+from storage import SnapshotStore, open_store
 
 from ._actor import (
     ACTIVE,
     ASK,
     EVENT,
     GET,
-    GET_EXT,
     KIND_NAMES,
-    LOADING,
     PATCH,
-    READ,
     STOPPED,
     STORE,
     Actor,
     Message,
-    Trouble,
 )
 from ._backoff import STORE_RETRY, Backoff
 from ._batch import Batch, Slot
 from ._clock import Clock
 from ._deadletters import DeadLetter, DeadLetters
 from ._directory import Directory
+from ._engine import Engine, make_room
 from ._errors import (
-    REFUSALS,
     AskCycleError,
     AskTimeout,
     MailboxFull,
     RuntimeNotRunning,
-    SubjectStopped,
 )
 from ._observe import Observed
 from ._persistence import Pipeline, discarded_error
-from ._ref import SubjectRef, SubjectView, checked_patch
+from ._ref import SubjectRef, checked_patch
 from ._scheduler import Drain, Scheduler
 from ._supervision import (
     Intensity,
     Policy,
-    Stop,
     Strategy,
     Supervisor,
-    decide,
-    escalate,
-    siblings,
 )
 from ._turn import _CURRENT, TurnRunner, check_event_type, name_of
 
 log = logging.getLogger("subjects.runtime")
 F = TypeVar("F", bound=Callable[..., Any])
-_decode = msgspec.json.Decoder(dict[str, Any]).decode
-LOAD_BATCH = 1000  # most snapshots one activation batch asks the store for
 INLINE_BUDGET = 64  # turns a caller may run inline before it takes the mailbox path once
 
 
@@ -146,21 +127,19 @@ class Runtime:
         self.root = Supervisor("root", "*", root or Policy(), None)
         self._flush_batch = flush_batch
         self._flush_delay = flush_delay
-        self._rng = random.Random(seed)
         self._registry = Registry()
-        self._runner = TurnRunner(self, self._registry, max_cascade_depth)
         self._directory = Directory(max_active)
         self._actors = self._directory.actors  # by name: the hot path's lookup
-        self._scheduler = scheduler(self._drain)
+        self._engine = Engine(
+            store=self.store, clock=self.clock, registry=self._registry,
+            runner=TurnRunner(self, self._registry, max_cascade_depth),
+            directory=self._directory, root=self.root, dead_letters=self.dead_letters,
+            scheduler=scheduler, mailbox_size=mailbox_size, durable_timeout=durable_timeout,
+            store_retry=store_retry, rng=random.Random(seed))
         self._inline_budget = INLINE_BUDGET
-        self._observers: list[Callable[[Observed], None]] = []
-        self._pipeline: Pipeline | None = None
-        self._pending_loads: list[Actor] = []  # loading actors gathered for the next batch
-        self._loads: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._accepting = False  # outside callers may send
         self._started = False
 
     def __repr__(self) -> str:
@@ -236,15 +215,17 @@ class Runtime:
             raise RuntimeError("this runtime is running already")
         self._loop = asyncio.get_running_loop()
         await self.store.open()
-        self._pipeline = Pipeline(self.store, self.clock, batch_size=self._flush_batch,
-                                  max_delay=self._flush_delay, retry=self.store_retry)
-        self._writer = self._loop.create_task(self._write_behind(self._pipeline),
+        engine = self._engine
+        engine.pipeline = pipeline = Pipeline(self.store, self.clock,
+                                              batch_size=self._flush_batch,
+                                              max_delay=self._flush_delay, retry=self.store_retry)
+        self._writer = self._loop.create_task(engine.write_behind(pipeline),
                                               name="subjects-writer")
         if self.passivate_after is not None:
-            self._sweeper = self._loop.create_task(self._sweep(self.passivate_after),
+            self._sweeper = self._loop.create_task(engine.sweep(self.passivate_after),
                                                    name="subjects-passivation")
         self._started = True
-        self._accepting = True
+        self._engine.accepting = True
 
     async def close(self, timeout: float | None = None) -> None:
         """Stop taking messages from outside, let every mailbox drain (cascades and messages
@@ -255,12 +236,12 @@ class Runtime:
         anyway, so that a store that never comes back cannot hang a shutdown forever."""
         if not self._started:
             return
-        self._accepting = False
-        assert self._pipeline is not None
+        self._engine.accepting = False
+        assert self._engine.pipeline is not None
         try:
             async with asyncio.timeout(self.shutdown_timeout if timeout is None else timeout):
                 await self.idle()
-                await self._pipeline.flush()
+                await self._engine.pipeline.flush()
         except TimeoutError:
             unsaved = [a.name for a in self._actors.values() if not a.clean]
             log.error("shutdown timed out: %d busy subjects, %d with unsaved changes (%s)",
@@ -270,27 +251,17 @@ class Runtime:
                 self._sweeper.cancel()
                 await asyncio.gather(self._sweeper, return_exceptions=True)
                 self._sweeper = None
-            await self._abort_drains()
+            await self._engine.abort()
             if self._writer is not None:
                 self._writer.cancel()
                 await asyncio.gather(self._writer, return_exceptions=True)
                 self._writer = None
-            if self._pipeline is not None:
-                await self._pipeline.stop()
+            if self._engine.pipeline is not None:
+                await self._engine.pipeline.stop()
             await self.store.close()
             self._directory.clear()
             self._started = False
 
-    async def _abort_drains(self) -> None:
-        for task in list(self._loads):
-            task.cancel()
-        await asyncio.gather(*self._loads, return_exceptions=True)
-        waiting, self._pending_loads = self._pending_loads, []
-        for actor in waiting:
-            self._refuse_all(actor, actor.mailbox, RuntimeNotRunning("the runtime stopped"))
-            self._release(actor)
-        for actor in await self._scheduler.stop():
-            self._refuse_all(actor, actor.mailbox, RuntimeNotRunning("the runtime stopped"))
 
     async def idle(self) -> None:
         """Return when every mailbox is empty (and no restart is pending)."""
@@ -325,7 +296,7 @@ class Runtime:
         turn = _CURRENT.get()
         if turn is not None and turn.runtime is self:
             turn.send(name, msg)
-        elif not self._accepting or not self._enqueue(name, msg, bounded=True):
+        elif not self._engine.accepting or not self._engine.enqueue(name, msg, bounded=True):
             await self._send(name, msg, wait)  # refused, or a full mailbox: the slow path
 
     async def ask(self, subject: object, event_type: str, payload: Any = None, *,
@@ -355,7 +326,7 @@ class Runtime:
             for name, msg in messages.items():
                 turn.send(name, msg)
             return {}
-        if self._loop is None or not self._accepting:
+        if self._loop is None or not self._engine.accepting:
             raise RuntimeNotRunning("the runtime is not running: use `async with rt:`"
                                     if not self._started else "the runtime is shutting down")
         batch = Batch(self._loop.create_future(), len(messages))
@@ -367,7 +338,7 @@ class Runtime:
             # side, so a subject whose behaviours wait holds back no other subject of the batch
             # (measured: no slower than running them in the caller's task, one by one).
             try:
-                if not self._enqueue(name, msg, bounded=True):
+                if not self._engine.enqueue(name, msg, bounded=True):
                     await self._send(name, msg, True)  # a full mailbox: wait for room
             except Exception as exc:  # this subject cannot take it (stopped, shutting down)
                 if not slot.done():
@@ -406,10 +377,10 @@ class Runtime:
 
     def add_observer(self, observer: Callable[[Observed], None]) -> None:
         """Call `observer(event)` for every event of every committed turn, in order."""
-        self._observers.append(observer)
+        self._engine.observers.append(observer)
 
     def remove_observer(self, observer: Callable[[Observed], None]) -> None:
-        self._observers.remove(observer)
+        self._engine.observers.remove(observer)
 
     @property
     def halted(self) -> str | None:
@@ -442,12 +413,12 @@ class Runtime:
         for name in names:
             actor = self._actors.get(name)
             if actor is not None and self._directory.passivate(actor):
-                self._lifecycle(actor.supervisor, SUBJECT_PASSIVATED, actor.name, None)
+                self._engine.lifecycle(actor.supervisor, SUBJECT_PASSIVATED, actor.name, None)
                 done.append(name)
         return done
 
     def stats(self) -> dict[str, int]:
-        pipeline = self._pipeline
+        pipeline = self._engine.pipeline
         return {
             "active": len(self._actors),
             "busy": self._directory.busy,
@@ -496,7 +467,7 @@ class Runtime:
             msg.durable = self.durable if durable is None else durable
         actor = self._actors.get(name)
         if (actor is not None and not actor.busy and actor.status == ACTIVE and turn is None
-                and self._accepting and self._scheduler.inline and msg.kind != ASK):
+                and self._engine.accepting and self._engine.scheduler.inline and msg.kind != ASK):
             # The actor is idle and the caller is going to wait anyway: a read is answered, and
             # a write's turn run, right here instead of waking a worker (no task switch, no
             # queueing). Every INLINE_BUDGET turns the caller takes the mailbox path once, so
@@ -505,23 +476,23 @@ class Runtime:
             # back to back, beat running each in its caller's task (measured: 0.86 of the bare
             # endpoint against 0.55), while a lone caller's ask costs a task switch more.
             if msg.kind >= GET:  # a read of an idle actor: nothing to serialise against
-                fut.set_result(self._read_now(actor, msg))
+                fut.set_result(self._engine.read_now(actor, msg))
                 self._directory.used(actor)
             elif self._inline_budget:
                 self._inline_budget -= 1
                 self._directory.working(actor)
                 try:
-                    await self._turn(actor, msg)
+                    await self._engine.turn(actor, msg)
                 finally:
-                    self._after_inline(actor)
+                    self._engine.after_inline(actor)
             else:
                 self._inline_budget = INLINE_BUDGET
-                self._enqueue(name, msg)
+                self._engine.enqueue(name, msg)
         elif turn is not None:
             # A call from a turn (ask, get): like the messages turns send, it is not bounded
             # and is still delivered while the runtime drains its mailboxes to close.
-            self._enqueue(name, msg)
-        elif not self._accepting or not self._enqueue(name, msg, bounded=True):
+            self._engine.enqueue(name, msg)
+        elif not self._engine.accepting or not self._engine.enqueue(name, msg, bounded=True):
             await self._send(name, msg, True)
         if timeout is None:
             result = await fut
@@ -536,11 +507,11 @@ class Runtime:
     async def _send(self, name: str, msg: Message, wait: bool) -> None:
         """Put a message from outside any turn into a mailbox, honouring the mailbox bound."""
         while True:
-            if not self._accepting:
+            if not self._engine.accepting:
                 raise RuntimeNotRunning(
                     "the runtime is not running: use `async with rt:`" if not self._started
                     else "the runtime is shutting down")
-            if self._enqueue(name, msg, bounded=True):
+            if self._engine.enqueue(name, msg, bounded=True):
                 return
             if not wait:
                 raise MailboxFull(name, self.mailbox_size)
@@ -553,412 +524,53 @@ class Runtime:
                 await room
             except asyncio.CancelledError:
                 if room.done() and not room.cancelled():
-                    _make_room(actor.space)  # the room it was given goes to the next sender
+                    make_room(actor.space)  # the room it was given goes to the next sender
                 raise
 
-    def _enqueue(self, name: str, msg: Message, bounded: bool = False) -> bool:
-        """Put a message in a mailbox, activating its actor if needed. A `bounded` enqueue (a
-        sender outside the runtime) returns False instead when the mailbox is full; messages of
-        committed turns are never bounded."""
-        actor = self._actors.get(name)
-        if actor is None:
-            actor = self._activate_later(name)
-        elif actor.status == STOPPED:
-            assert actor.trouble is not None
-            raise SubjectStopped(name, actor.trouble.stop_reason or "stopped")
-        box = actor.mailbox
-        if box is None:
-            actor.mailbox = box = deque()
-        elif bounded and len(box) >= self.mailbox_size:
-            return False
-        box.append(msg)
-        if not actor.busy:
-            self._start_drain(actor)
-        return True
 
-    def _post(self, outbox: list[tuple[str, Message]]) -> None:
-        """Deliver what a committed turn sent. Committed messages are never refused for a full
-        mailbox (that could deadlock two actors sending to each other); one that cannot be
-        delivered at all becomes a dead letter."""
-        for name, msg in outbox:
-            try:
-                self._enqueue(name, msg)
-            except Exception as exc:
-                self._dead_letter(name, msg, exc)
 
     # -- activation and the mailbox loop --------------------------------------------------------
 
-    def _activate_later(self, name: str) -> Actor:
-        supervisor = self.root.resolve(name)
-        halted = supervisor.halted_reason()
-        if halted is not None:
-            raise SubjectStopped(name, halted)
-        actor = Actor(name, supervisor)
-        for passivated in self._directory.add(actor):
-            self._lifecycle(passivated.supervisor, SUBJECT_PASSIVATED, passivated.name, None)
-        return actor
 
-    def _start_drain(self, actor: Actor) -> None:
-        if actor.mailbox is None:
-            actor.mailbox = deque()
-        self._directory.working(actor)
-        self._scheduler.schedule(actor)
 
-    async def _drain(self, actor: Actor) -> int:
-        """Run the actor's turns, up to the scheduler's throughput; return how many ran."""
-        if actor.status == LOADING:
-            # Not loaded here: gathered with every other actor the workers find loading in this
-            # pass, for one batched load. The actor stays busy; it is scheduled again once loaded.
-            self._pending_loads.append(actor)
-            if len(self._pending_loads) == 1:
-                asyncio.get_running_loop().call_soon(self._start_loads)
-            return 0
-        box = actor.mailbox
-        assert box is not None
-        throughput = self._scheduler.throughput
-        turns = 0
-        again = False  # the actor has more work and goes back in line
-        try:
-            while True:
-                trouble = actor.trouble
-                if trouble is not None and trouble.restart_at is not None:
-                    await self._restart(actor, trouble)
-                if not box or actor.status == STOPPED:
-                    break
-                msg = box.popleft()
-                if actor.space:
-                    _make_room(actor.space)
-                await self._turn(actor, msg)
-                turns += 1
-                if turns == throughput:
-                    # Its share is used up: with more work it goes back in line, still busy, so
-                    # that an actor whose mailbox keeps refilling holds up nobody else.
-                    again = self._has_work(actor)
-                    break
-        except asyncio.CancelledError:
-            self._refuse_all(actor, box, RuntimeNotRunning("the runtime stopped"))
-            raise
-        finally:
-            if again:
-                self._scheduler.schedule(actor)
-            else:
-                self._release(actor)
-        return turns
 
-    def _has_work(self, actor: Actor) -> bool:
-        """Messages wait in its mailbox, or a restart is pending."""
-        trouble = actor.trouble
-        return actor.status == ACTIVE and bool(
-            actor.mailbox or (trouble is not None and trouble.restart_at is not None))
 
-    def _after_inline(self, actor: Actor) -> None:
-        """After a turn run in the caller's task: messages that arrived meanwhile (or a pending
-        restart) go to a worker, in order; otherwise the actor is idle again."""
-        if self._has_work(actor):
-            if actor.mailbox is None:
-                actor.mailbox = deque()
-            self._scheduler.schedule(actor)  # still busy: a worker takes over
-        else:
-            self._release(actor)
 
-    def _release(self, actor: Actor) -> None:
-        """The actor has no more work: it becomes idle (or stays stopped)."""
-        if not actor.mailbox:
-            actor.mailbox = None  # an idle actor owns no queue
-        self._directory.rested(actor)
 
-    def _start_loads(self) -> None:
-        batch, self._pending_loads = self._pending_loads, []
-        for start in range(0, len(batch), LOAD_BATCH):
-            task = asyncio.get_running_loop().create_task(
-                self._load(batch[start:start + LOAD_BATCH]), name="subjects-activation")
-            self._loads.add(task)
-            task.add_done_callback(self._loads.discard)
 
-    async def _load(self, actors: list[Actor]) -> None:
-        """Activate a batch of actors with one `load_many`."""
-        try:
-            found = await self.store.load_many([a.name for a in actors])
-        except asyncio.CancelledError:  # the runtime is stopping: nobody may wait forever
-            for actor in actors:
-                self._refuse_all(actor, actor.mailbox, RuntimeNotRunning("the runtime stopped"))
-                self._release(actor)
-            raise
-        except Exception as exc:
-            # The store is unreachable: refuse what waits (the callers see why) and forget the
-            # actors, so that the next message tries the activation again.
-            for actor in actors:
-                self._not_activated(actor, StoreUnavailable(
-                    f"cannot activate {actor.name!r}: loading its snapshot failed: {exc}"))
-            return
-        for actor in actors:
-            if actor.status == STOPPED:  # stopped while loading (its supervisor gave up)
-                self._release(actor)
-                continue
-            try:
-                self._install(actor, found.get(actor.name))
-            except SnapshotCorrupt as exc:  # that subject alone: the others of the batch load
-                log.error("%s", exc)
-                self._not_activated(actor, exc)
-                continue
-            self._lifecycle(actor.supervisor, SUBJECT_ACTIVATED, actor.name, None)
-            self._scheduler.schedule(actor)
 
-    def _not_activated(self, actor: Actor, error: Exception) -> None:
-        """Refuse what waits for a loading actor (the callers see why) and forget it: the next
-        message tries the activation again."""
-        self._directory.forget(actor)
-        actor.status = STOPPED
-        self._refuse_all(actor, actor.mailbox, error)
-        self._release(actor)
 
-    def _install(self, actor: Actor, snapshot: Snapshot | None) -> None:
-        if snapshot is None:
-            actor.props, actor.ext, actor.version = {}, None, 0
-        else:
-            try:
-                props, ext = _decode(snapshot.properties), _decode(snapshot.ext)
-            except msgspec.MsgspecError as exc:
-                raise SnapshotCorrupt(
-                    f"the stored snapshot v{snapshot.version} of {actor.name!r} cannot be read "
-                    f"({exc}): repair or delete it in the store") from None
-            actor.props, actor.ext, actor.version = props, ext or None, snapshot.version
-        actor.stored_version = actor.version
-        actor.status = ACTIVE
 
-    def _refuse_all(self, actor: Actor, box: deque[Message] | None, error: Exception) -> None:
-        while box:
-            msg = box.popleft()
-            self._dead_letter(actor.name, msg, error)
-            if msg.future is not None and not msg.future.done():
-                msg.future.set_exception(error)
-        waiting = actor.space
-        while waiting:
-            room = waiting.popleft()
-            if not room.done():
-                room.set_result(None)  # the sender looks again and gets the error itself
 
     # -- turns --------------------------------------------------------------------------------
 
-    async def _turn(self, actor: Actor, msg: Message) -> None:
-        """Run one message as a turn and apply its outcome: commit it, or report its failure."""
-        kind = msg.kind
-        fut = msg.future
-        if kind >= GET:  # reads change nothing and run no behaviour
-            if fut is not None and not fut.done():
-                fut.set_result(self._read_now(actor, msg))
-            return
-        turn = await self._runner.run(actor, msg)
-        error = turn.error
-        if error is not None:
-            self._failed(actor, msg, error)
-            if not isinstance(error, Exception):
-                raise error  # cancelled: the drain must end too
-            return
-        result = turn.result
-        if turn._changed:
-            actor.ext = turn._ext or None
-            actor.version += 1
-            assert self._pipeline is not None
-            self._pipeline.mark_dirty(actor)
-        if self._observers:
-            self._notify(actor, turn.cascade)
-        if turn.outbox is not None:
-            self._post(turn.outbox)
-        if fut is not None and not fut.done():
-            if kind == PATCH:
-                result = actor.version
-            if msg.durable:  # the caller hears back once the snapshot is stored
-                assert self._pipeline is not None
-                self._pipeline.acknowledge(actor, actor.version, fut, result,
-                                           self.durable_timeout)
-            else:
-                fut.set_result(result)
 
-    def _notify(self, actor: Actor, events: list[CascadeEvent]) -> None:
-        version = actor.version
-        for event_type, prop, old, new, extra, payload, _ in events:
-            seen = Observed(actor.name, event_type, payload, prop, old, new, extra, version)
-            for observer in self._observers:
-                try:
-                    observer(seen)
-                except Exception:
-                    log.exception("observer %r failed on %s", observer, seen)
 
-    def _read_now(self, actor: Actor, msg: Message) -> Any:
-        kind = msg.kind
-        if kind == GET:
-            return copy_value(actor.props.get(msg.name, msg.value))
-        if kind == GET_EXT:
-            ext = actor.ext
-            return copy_value(msg.value if ext is None else ext.get(msg.name, msg.value))
-        if kind == READ:
-            return SubjectView(actor.name, actor.version, copy_value(actor.props),
-                               copy_value(actor.ext or {}))
-        assert kind == STORE
-        return actor, actor.version
 
     # -- failure and supervision ----------------------------------------------------------------
 
-    def _failed(self, actor: Actor, msg: Message, error: BaseException) -> None:
-        fut = msg.future
-        # A refusal of the caller's input is the caller's error: it is told, and neither the
-        # dead-letter log nor the supervisor hears of it (unless nobody waits for the reply).
-        refused = isinstance(error, REFUSALS)
-        if not isinstance(error, Exception) and fut is not None and fut.done() and \
-                not fut.cancelled() and fut.exception() is not None:
-            # Cancelled for a reason already given to the caller (an ask's timeout): keep that.
-            self._dead_letter(actor.name, msg, fut.exception())  # type: ignore[arg-type]
-        elif not refused or fut is None:
-            self._dead_letter(actor.name, msg, error)
-        if fut is not None and not fut.done():
-            if isinstance(error, Exception):
-                fut.set_exception(error)
-            elif not self._accepting:  # cancelled by the runtime stopping: tell the caller
-                fut.set_exception(RuntimeNotRunning("the runtime stopped during this turn"))
-            else:  # cancelled with the caller's own task (an inline turn): nobody waits
-                fut.cancel()
-        if isinstance(error, Exception) and not refused:
-            self._supervise(actor, error)
 
-    def _dead_letter(self, name: str, msg: Message, error: BaseException) -> None:
-        # What a redelivery needs, without the reply: a caller's future, or a whole batch's
-        # results through its slot, must not live as long as the letter.
-        kept = Message(msg.kind, msg.name, msg.value, msg.extra)
-        self.dead_letters.add(name, KIND_NAMES[msg.kind], msg.name, msg.value, error,
-                              self.clock.now(), kept)
 
-    def _supervise(self, actor: Actor, error: Exception) -> None:
-        """Apply the supervisor's decision on a failed turn."""
-        policy = actor.supervisor.policy
-        trouble = actor.trouble
-        if trouble is None:
-            actor.trouble = trouble = Trouble(Intensity(policy.max_restarts, policy.within))
-        now = self.clock.now()
-        decision = decide(policy, trouble, error, now, self._rng)
-        if isinstance(decision, Stop):
-            self._stop(actor, decision.reason)
-            for supervisor, reason in escalate(actor.supervisor, actor.name, error, now):
-                self._halt(supervisor, reason)
-            return
-        self._schedule_restart(actor, decision.at)
-        for other in siblings(actor, list(self._actors.values())):
-            self._schedule_restart(other, decision.at)
 
-    def _schedule_restart(self, actor: Actor, at: float) -> None:
-        trouble = actor.trouble
-        if trouble is None:
-            policy = actor.supervisor.policy
-            actor.trouble = trouble = Trouble(Intensity(policy.max_restarts, policy.within))
-        trouble.restart_at = at
-        if not actor.busy:
-            self._start_drain(actor)
 
-    async def _restart(self, actor: Actor, trouble: Trouble) -> None:
-        """Restart an actor from its last snapshot: wait out the backoff, make sure every
-        committed change is stored (nothing acknowledged is lost), then load."""
-        assert trouble.restart_at is not None
-        delay = trouble.restart_at - self.clock.now()
-        if delay > 0:
-            await self.clock.sleep(delay)
-        trouble.restart_at = None
-        if actor.status == STOPPED:
-            return  # stopped meanwhile (its supervisor gave up): it stays stopped
-        pipeline = self._running_pipeline()
-        attempt = 0
-        while True:
-            try:
-                if not actor.clean:
-                    await pipeline.durable(actor, actor.version, None, urgent=True)
-                found = await self.store.load_many([actor.name])
-                break
-            except Exception as exc:
-                attempt += 1
-                log.warning("restart of %s waits for the store (attempt %d): %s", actor.name,
-                            attempt, exc)
-                await self.clock.sleep(self.store_retry.delay(attempt, self._rng))
-        if actor.status == STOPPED:
-            return
-        try:
-            self._install(actor, found.get(actor.name))
-        except SnapshotCorrupt as exc:  # no restart can mend that: stop until repaired
-            self._stop(actor, str(exc))
-            return
-        trouble.restarts += 1
-        self._lifecycle(actor.supervisor, SUBJECT_RESTARTED, actor.name,
-                        {"restarts": trouble.restarts})
 
-    async def _write_behind(self, pipeline: Pipeline) -> None:
-        """Run the writer; reload the actors whose snapshots it could not store."""
-        async for refused in pipeline.run():
-            for actor, why in refused:
-                self._reload(actor, why)
 
-    def _reload(self, actor: Actor, why: str) -> None:
-        """The store will not take the actor's snapshot (it holds another writer's version, or
-        cannot keep what it holds): drop our changes, reload."""
-        log.error("%s: %s; reloading it from the store", actor.name, why)
-        actor.version = actor.stored_version  # nothing of ours is worth writing any more
-        assert self._pipeline is not None
-        self._pipeline.forget(actor)
-        if actor.status == ACTIVE:
-            self._schedule_restart(actor, self.clock.now())
 
-    def _stop(self, actor: Actor, reason: str) -> None:
-        assert actor.trouble is not None
-        actor.status = STOPPED
-        actor.trouble.stop_reason = reason
-        actor.trouble.restart_at = None
-        self._directory.idle.pop(actor.name, None)
-        self._refuse_all(actor, actor.mailbox, SubjectStopped(actor.name, reason))
-        log.error("subject %s stopped: %s", actor.name, reason)
-        self._lifecycle(actor.supervisor, SUBJECT_STOPPED, actor.name, {"reason": reason})
 
-    def _halt(self, supervisor: Supervisor, reason: str) -> None:
-        """A supervisor stopped (escalation): stop every subject it watches, tell its parent."""
-        log.error("supervisor %s stopped: %s", supervisor.name, reason)
-        policy = supervisor.policy
-        for actor in list(self._actors.values()):
-            if actor.status != STOPPED and supervisor in actor.supervisor.chain():
-                if actor.trouble is None:
-                    actor.trouble = Trouble(Intensity(policy.max_restarts, policy.within))
-                self._stop(actor, f"supervisor {supervisor.name!r} stopped")
-        if supervisor.parent is not None:
-            self._lifecycle(supervisor.parent, SUPERVISOR_ESCALATED, supervisor.subject,
-                            {"supervisor": supervisor.name, "reason": reason})
 
-    def _lifecycle(self, supervisor: Supervisor, event_type: str, subject: str,
-                   details: dict[str, Any] | None) -> None:
-        """Tell the supervisor's subject what happened, if any behaviour listens."""
-        if not self._registry.listens_to(event_type):
-            return
-        if event_type != SUPERVISOR_ESCALATED and subject.startswith("supervisor:"):
-            return  # supervisor subjects' own lifecycle is not reported (it would loop)
-        payload = {"subject": subject, "supervisor": supervisor.name, **(details or {})}
-        self._post([(supervisor.subject, Message(EVENT, event_type, payload))])
 
     # -- passivation --------------------------------------------------------------------------
 
-    async def _sweep(self, idle_for: float) -> None:
-        """Every quarter of `idle_for`, passivate the actors idle long enough (see
-        `Directory.sweep`)."""
-        while True:
-            await self.clock.sleep(idle_for / 4)
-            for actor in self._directory.sweep():
-                self._lifecycle(actor.supervisor, SUBJECT_PASSIVATED, actor.name, None)
 
     def _running_pipeline(self) -> Pipeline:
-        if self._pipeline is None or not self._started:
+        if self._engine.pipeline is None or not self._started:
             raise RuntimeNotRunning("the runtime is not started: use `async with rt:`")
-        return self._pipeline
+        return self._engine.pipeline
 
-
-def _make_room(waiting: deque[asyncio.Future[None]]) -> None:
-    while waiting:
-        room = waiting.popleft()
-        if not room.done():
-            room.set_result(None)
-            return
+    @property
+    def _pipeline(self) -> Pipeline | None:
+        """The writer's pipeline while running (white-box tests read its counters)."""
+        return self._engine.pipeline
 
 
 def _time_out(fut: asyncio.Future[Any], name: str, msg: Message, timeout: float) -> None:
