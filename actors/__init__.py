@@ -2,6 +2,7 @@
 
 from ._behaviours import Handler, Middleware, Next, Registry
 from ._context import Context
+from ._errors import SubjectsError
 from ._events import (
     LIFECYCLE_EVENTS,
     PROPERTY_CHANGED,
@@ -35,6 +36,7 @@ __all__ = [
     "Next",
     "Registry",
     "SubjectState",
+    "SubjectsError",
     "TurnClosed",
     "ValueNotStorable",
     "check_subject_name",

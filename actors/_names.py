@@ -6,10 +6,12 @@ that the engine below can treat every name it holds as valid.
 
 from __future__ import annotations
 
+from ._errors import SubjectsError
+
 MAX_NAME_BYTES = 255
 
 
-class InvalidSubjectName(ValueError):
+class InvalidSubjectName(SubjectsError, ValueError):
     """A subject name is empty, too long, or contains whitespace or control characters."""
 
 

@@ -7,11 +7,12 @@ stop a subject (nor, through escalation, anything else) by sending it often enou
 
 from __future__ import annotations
 
+from ._errors import SubjectsError
 from ._names import InvalidSubjectName
 from ._values import ValueNotStorable
 
 
-class InvalidPayload(ValueError):
+class InvalidPayload(SubjectsError, ValueError):
     """Raised by a behaviour to refuse a message whose payload it cannot accept. The edge answers
     422 with this error's message, so write it for the sender."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from ._errors import SubjectsError
 from ._events import PROPERTY_CHANGED, PROPERTY_DELETED
 from ._values import PLAIN_TYPES, check_text, copy_value, normalize
 
@@ -22,7 +23,7 @@ _MISSING: Any = object()
 CascadeEvent = tuple[str, str | None, Any, Any, Any, Any, int]
 
 
-class TurnClosed(RuntimeError):
+class TurnClosed(SubjectsError, RuntimeError):
     """A handler kept `ctx.subject` and used it after its turn ended."""
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import msgspec
 
+from ._errors import SubjectsError
+
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
@@ -36,7 +38,7 @@ _STEP[ord("[")], _STEP[ord("]")] = 1, -1
 _PASSES = 8
 
 
-class ValueNotStorable(TypeError):
+class ValueNotStorable(SubjectsError, TypeError):
     """A property value has no JSON form that every store keeps, so no snapshot could hold it."""
 
 

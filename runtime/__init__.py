@@ -1,5 +1,7 @@
 """The engine of subjects: activation, mailboxes, turns, supervision, persistence."""
 
+from actors import SubjectsError  # the root of every error, re-exported for `except`
+
 from ._backoff import Backoff
 from ._clock import Clock
 from ._deadletters import DeadLetter, DeadLetters
@@ -13,7 +15,6 @@ from ._errors import (
     NotDurable,
     RuntimeNotRunning,
     StaleVersion,
-    SubjectsError,
     SubjectStopped,
 )
 from ._observe import Observed

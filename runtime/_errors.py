@@ -5,11 +5,8 @@ from __future__ import annotations
 from itertools import islice
 from typing import Any
 
+from actors import SubjectsError
 from actors._refused import REFUSALS as _REFUSED_INPUT
-
-
-class SubjectsError(Exception):
-    """Base of the runtime's own errors."""
 
 
 class RuntimeNotRunning(SubjectsError):

@@ -24,6 +24,8 @@ from typing import Protocol, runtime_checkable
 
 import msgspec
 
+from actors import SubjectsError
+
 # Earlier writers a subject's history keeps, besides the writer of its stored version; at a
 # handover past that, the one with the lowest version is dropped.
 WRITERS_KEPT = 16
@@ -66,7 +68,7 @@ class Delete(msgspec.Struct, frozen=True, gc=False):
     expected_version: int
 
 
-class StoreError(Exception):
+class StoreError(SubjectsError):
     """A store failed to do what was asked."""
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from actors import SubjectsError
 from actors._patterns import compile_pattern
 
 RIGHTS = frozenset({"read", "write", "watch"})
@@ -131,7 +132,7 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
-class InsecureBinding(ValueError):
+class InsecureBinding(SubjectsError, ValueError):
     """The edge would listen beyond this machine with nobody required to authenticate."""
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from actors import InvalidPayload, InvalidSubjectName, ValueNotStorable
+from actors import InvalidPayload, InvalidSubjectName, SubjectsError, ValueNotStorable
 from storage import SnapshotCorrupt, SnapshotRefused, StoreUnavailable
 
 from .._errors import (
@@ -27,7 +27,7 @@ from .._errors import (
 _encode = msgspec.json.encode
 
 
-class EdgeError(Exception):
+class EdgeError(SubjectsError):
     """An answer other than success: HTTP status, a stable machine-readable code, a sentence."""
 
     def __init__(self, status: int, code: str, message: str, *, retry_after: int | None = None,
