@@ -97,10 +97,10 @@ def test_message_sequences_are_taken_by_the_runtime(messages):
 
 def test_the_public_names_are_pinned():
     assert set(kit.__all__) == {
-        "BehaviourMachine", "Chooser", "Crash", "Delete", "EventRecorder", "InjectedCrash",
-        "Message", "Patch", "Set", "SimRuntime", "Tell", "VirtualClock", "crashes", "deletes",
-        "message_sequences", "patches", "property_values", "sets", "settle", "subject_names",
-        "tells",
+        "LOOP_KINDS", "BehaviourMachine", "Chooser", "CountingLoop", "Crash", "Delete",
+        "EventRecorder", "InjectedCrash", "Message", "Patch", "Set", "SimRuntime", "Tell",
+        "VirtualClock", "crashes", "deletes", "message_sequences", "new_event_loop", "patches",
+        "property_values", "sets", "settle", "subject_names", "tells",
     }
     for name in kit.__all__:
         assert getattr(kit, name) is not None

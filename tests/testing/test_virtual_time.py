@@ -9,7 +9,9 @@ import pytest
 
 from actors import SUBJECT_PASSIVATED, SUBJECT_RESTARTED
 from runtime import AskTimeout, Backoff, Policy
-from runtime.testing import SimRuntime, VirtualClock, settle
+from runtime.testing import LOOP_KINDS, SimRuntime, VirtualClock, settle
+
+pytestmark = pytest.mark.subjects(loop=LOOP_KINDS)  # each test on asyncio's loop and on uvloop
 
 SLOW_RESTART = Policy(max_restarts=5, within=100, backoff=Backoff(min=10, max=100, jitter=0))
 
