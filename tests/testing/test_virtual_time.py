@@ -165,12 +165,18 @@ async def test_closing_lets_virtual_time_run_until_idle():
     assert [e.payload["subject"] for e in rt.events(type=SUBJECT_RESTARTED)] == ["a"]
 
 
-def test_virtual_time_needs_asyncios_own_loop():
-    uvloop = pytest.importorskip("uvloop")
+@pytest.mark.parametrize("plain_loop", ["asyncio", "uvloop"])
+def test_virtual_time_needs_a_loop_that_counts_its_pending_callbacks(plain_loop):
+    """On a loop of its own, asyncio's or uvloop's, the kit could not tell when time may jump:
+    it says so at once, and what to run on instead."""
+    loops = {"asyncio": asyncio.new_event_loop, "uvloop": pytest.importorskip("uvloop").Loop}
 
     async def main():
         async with SimRuntime():
             pass
 
-    with pytest.raises(RuntimeError, match="asyncio's own event loop"):
-        uvloop.run(main())
+    with asyncio.Runner(loop_factory=loops[plain_loop]) as runner:
+        for attempt in (main(), settle()):
+            with pytest.raises(RuntimeError, match=r"counts its pending callbacks.*new_event_loop"):
+                runner.run(attempt)
+
