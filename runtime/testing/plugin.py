@@ -31,6 +31,11 @@ from ._sim import SimRuntime
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# One factory per kind, the same object for every test: pytest-asyncio parametrizes the loop
+# with it, and a loop shared by several tests (loop_scope="module") is shared only if they
+# have the same parameter.
+_FACTORIES = {kind: functools.partial(new_event_loop, kind) for kind in LOOP_KINDS}
+
 
 def _async_fixture(func: F) -> F:
     """pytest-asyncio's fixture decorator, which runs async fixtures in its strict mode too.
@@ -99,7 +104,7 @@ def pytest_asyncio_loop_factories(
     if unknown:
         pytest.fail(f"{item.nodeid}: unknown kind of event loop {', '.join(map(repr, unknown))}"
                     f" (known: {', '.join(LOOP_KINDS)})", pytrace=False)
-    return {kind: functools.partial(new_event_loop, kind) for kind in kinds}
+    return {kind: _FACTORIES[kind] for kind in kinds}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -71,6 +71,19 @@ async def test_a_marked_test_without_the_fixture():
     assert on_uvloop()
 
 
+@pytest.mark.asyncio(loop_scope="class")
+@pytest.mark.subjects(loop="uvloop")
+class TestALoopSharedByTests:
+    loops = []
+
+    async def test_one(self):
+        self.loops.append(asyncio.get_running_loop())
+
+    async def test_two(self):
+        self.loops.append(asyncio.get_running_loop())
+        assert self.loops[0] is self.loops[1] and on_uvloop()
+
+
 @pytest.mark.asyncio
 async def test_other_async_tests_keep_their_loop():
     assert not isinstance(asyncio.get_running_loop(), CountingLoop)
@@ -121,7 +134,7 @@ def run_user_tests(tmp_path, tests, ini="", conftest=None):
 def test_async_tests_using_the_fixture_run_without_configuring_pytest_asyncio(tmp_path):
     code, output = run_user_tests(tmp_path, USER_TESTS)
     assert code == 0, output
-    assert re.search(r"\b9 passed", output), output
+    assert re.search(r"\b11 passed", output), output
 
 
 def test_the_ini_option_chooses_the_loop_of_every_test_using_the_fixture(tmp_path):
