@@ -25,7 +25,8 @@ _settling: WeakKeyDictionary[asyncio.AbstractEventLoop, int] = WeakKeyDictionary
 
 
 async def settle() -> None:
-    """Return once nothing else on this event loop can run without time passing."""
+    """Return once nothing else on this event loop can run without time passing. The loop
+    must be able to tell: one of `new_event_loop` (a RuntimeError says so otherwise)."""
     loop = counting_loop()
     _settling[loop] = _settling.get(loop, 0) + 1
     try:

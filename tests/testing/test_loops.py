@@ -125,9 +125,13 @@ def test_a_loop_class_of_ones_own_counts_with_the_mixin(kind):
         assert runner.run(main()) == 1
 
 
-class Watched(type(new_event_loop("asyncio"))):
-    """asyncio's loop, noting every private attribute that code of the kit reads from it (the
-    mixin's own `_counting_` ones aside)."""
+class Watched(CountingLoop, asyncio.SelectorEventLoop):
+    """asyncio's loop, counting, and noting every private attribute that code of the kit reads
+    from it (the mixin's own `_counting_` ones aside)."""
+
+    def __init__(self):
+        self.read = []
+        super().__init__()
 
     def __getattribute__(self, name):
         if name.startswith("_") and not name.startswith(("__", "_counting_")):
@@ -141,7 +145,6 @@ def test_the_kit_reads_nothing_private_of_the_loop():
     """A run with a seed, virtual time, restarts and passivation, on a loop that notes what the
     kit reads of it."""
     loop = Watched()
-    loop.read = []
 
     async def main():
         async with SimRuntime(seed=5, passivate_after=30) as rt:
