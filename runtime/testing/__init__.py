@@ -6,9 +6,13 @@
 - Messages as values (`Set`, `Delete`, `Patch`, `Tell`, `Crash`) and hypothesis strategies for
   them, for subject names and for property values.
 - `BehaviourMachine`: a hypothesis state machine comparing behaviours with a model.
+- `new_event_loop(kind)`: the event loops all of this runs on, asyncio's default one or uvloop,
+  counting their pending callbacks (`CountingLoop`) so that the kit knows when nothing can run
+  until time passes.
 """
 
 from ._clock import VirtualClock
+from ._loops import LOOP_KINDS, CountingLoop, new_event_loop
 from ._machine import BehaviourMachine
 from ._messages import Crash, Delete, InjectedCrash, Message, Patch, Set, Tell
 from ._quiet import settle
@@ -27,8 +31,10 @@ from ._strategies import (
 )
 
 __all__ = [
+    "LOOP_KINDS",
     "BehaviourMachine",
     "Chooser",
+    "CountingLoop",
     "Crash",
     "Delete",
     "EventRecorder",
@@ -42,6 +48,7 @@ __all__ = [
     "crashes",
     "deletes",
     "message_sequences",
+    "new_event_loop",
     "patches",
     "property_values",
     "sets",

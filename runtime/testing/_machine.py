@@ -15,6 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from runtime import DeadLetter, Policy
 
+from ._loops import new_event_loop
 from ._messages import Crash, InjectedCrash, Message
 from ._sim import SimRuntime
 
@@ -27,7 +28,8 @@ class BehaviourMachine(RuleBasedStateMachine):
     - `install(rt)`: attach your behaviours to a runtime (a fresh one per test case);
     - `messages`: a class attribute, the strategy of `Message`s to send (see `sets`, `tells`);
     - `apply(message)`: update your model as if `message` was handled;
-    - `async check(rt)`: assert that the runtime agrees with the model.
+    - `async check(rt)`: assert that the runtime agrees with the model;
+    - optionally `loop = "uvloop"`, to run on uvloop rather than asyncio's default loop.
 
     Each step sends a few messages together (each from its own sender: messages to one subject
     arrive in the order drawn, while turns of different subjects interleave as hypothesis
@@ -41,11 +43,13 @@ class BehaviourMachine(RuleBasedStateMachine):
     max_batch: ClassVar[int] = 4  # most messages one step sends together
     passivate_after: ClassVar[float] = 60.0
     runtime_options: ClassVar[dict[str, Any]] = {}  # more options for the SimRuntime
+    loop: ClassVar[str] = "asyncio"  # the kind of event loop it runs on: "asyncio" or "uvloop"
 
     def __init__(self) -> None:
         super().__init__()
-        # A loop of asyncio's own, whatever the policy: virtual time needs to see its queue.
-        self._loop = asyncio.SelectorEventLoop()
+        # A loop of the kit's, whatever the policy: virtual time needs one that can tell when
+        # it is quiet.
+        self._loop = new_event_loop(self.loop)
         self._data: st.DataObject | None = None
         self._draw_failed: BaseException | None = None
         options: dict[str, Any] = {

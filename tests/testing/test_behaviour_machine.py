@@ -5,13 +5,25 @@ correct behaviour passes."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import run_state_machine_as_test
 
 from actors import PROPERTY_CHANGED, SUBJECT_PASSIVATED, SUBJECT_RESTARTED
-from runtime.testing import BehaviourMachine, Message, Set, SimRuntime, Tell, sets, tells
+from runtime.testing import (
+    LOOP_KINDS,
+    BehaviourMachine,
+    CountingLoop,
+    Message,
+    Set,
+    SimRuntime,
+    Tell,
+    sets,
+    tells,
+)
 
 # Deterministic (derandomize) and without the slow explain phase: these tests find and shrink
 # the same counterexample on every run.
@@ -35,6 +47,11 @@ def counterexample(machine):
     return [line for line in lines if line.startswith(("state.", "Draw"))
             and "agrees_with_the_model" not in line and "teardown" not in line
             and "Machine()" not in line and " = " not in line]
+
+
+def on(loop, machine):
+    """The machine, running on the kind of event loop `loop`: every test here runs on both."""
+    return type(machine.__name__, (machine,), {"loop": loop})
 
 
 def rules(steps):
@@ -76,12 +93,14 @@ class SplitReadModifyWrite(Accounts):
             ctx.subject.set("balance", ctx.payload)
 
 
-def test_a_correct_behaviour_passes():
-    run_state_machine_as_test(Accounts, settings=SEARCH)
+@pytest.mark.parametrize("loop", LOOP_KINDS)
+def test_a_correct_behaviour_passes(loop):
+    run_state_machine_as_test(on(loop, Accounts), settings=SEARCH)
 
 
-def test_a_read_modify_write_split_over_two_turns_is_caught_and_shrunk():
-    steps = counterexample(SplitReadModifyWrite)
+@pytest.mark.parametrize("loop", LOOP_KINDS)
+def test_a_read_modify_write_split_over_two_turns_is_caught_and_shrunk(loop):
+    steps = counterexample(on(loop, SplitReadModifyWrite))
     assert steps == [
         "Draw 1 (messages): [Tell('account:1', 'deposit', 1), Tell('account:1', 'deposit', 1)]",
         "state.send(data=data(...))",
@@ -119,8 +138,9 @@ class Dashboard(BehaviourMachine):
         assert await rt.subject("dashboard:1").get("latest") == self.latest
 
 
-def test_an_order_across_subjects_is_not_promised_and_the_interleaving_is_shown():
-    steps = counterexample(Dashboard)
+@pytest.mark.parametrize("loop", LOOP_KINDS)
+def test_an_order_across_subjects_is_not_promised_and_the_interleaving_is_shown(loop):
+    steps = counterexample(on(loop, Dashboard))
     assert rules(steps) == ["state.send"]
     messages, *interleaving = steps[:-1]
     assert "device:a" in messages and "device:b" in messages
@@ -162,17 +182,20 @@ class Restarting(Sequencer):
     forget_on = SUBJECT_RESTARTED
 
 
-def test_state_that_does_not_survive_passivation_is_caught():
-    steps = counterexample(Sequencer)
+@pytest.mark.parametrize("loop", LOOP_KINDS)
+def test_state_that_does_not_survive_passivation_is_caught(loop):
+    steps = counterexample(on(loop, Sequencer))
     assert rules(steps) == ["state.send", "state.store_and_passivate", "state.send"], steps
 
 
-def test_state_that_does_not_survive_a_restart_is_caught():
-    steps = counterexample(Restarting)
+@pytest.mark.parametrize("loop", LOOP_KINDS)
+def test_state_that_does_not_survive_a_restart_is_caught(loop):
+    steps = counterexample(on(loop, Restarting))
     assert rules(steps) == ["state.send", "state.send_with_crash", "state.send"], steps
 
 
-def test_a_failed_draw_inside_a_turn_surfaces_from_the_step():
+@pytest.mark.parametrize("loop", LOOP_KINDS)
+def test_a_failed_draw_inside_a_turn_surfaces_from_the_step(loop):
     class OutOfData(BaseException):
         pass
 
@@ -180,10 +203,25 @@ def test_a_failed_draw_inside_a_turn_surfaces_from_the_step():
         def draw(self, strategy, label=None):
             raise OutOfData
 
-    machine = Accounts()
+    machine = on(loop, Accounts)()
     try:
         with pytest.raises(OutOfData):  # the first choice of the next turn fails; the step ends
             machine.step(Tell("account:1", "deposit", 1), Tell("account:2", "deposit", 2),
                          data=NoData())
     finally:
         machine.teardown()
+
+
+@pytest.mark.parametrize("loop", LOOP_KINDS)
+def test_the_machine_runs_on_the_kind_of_loop_it_names(loop):
+    uvloop = pytest.importorskip("uvloop")
+    seen = set()
+
+    class Watching(Accounts):
+        async def check(self, rt):
+            seen.add(type(asyncio.get_running_loop()))
+            await super().check(rt)
+
+    run_state_machine_as_test(on(loop, Watching), settings=settings(SEARCH, max_examples=3))
+    [kind] = seen
+    assert issubclass(kind, CountingLoop) and issubclass(kind, uvloop.Loop) == (loop == "uvloop")

@@ -9,7 +9,9 @@ import asyncio
 import pytest
 
 from runtime import Policy
-from runtime.testing import Crash, SimRuntime
+from runtime.testing import LOOP_KINDS, Crash, SimRuntime
+
+pytestmark = pytest.mark.subjects(loop=LOOP_KINDS)  # each test on asyncio's loop and on uvloop
 
 SOURCES = [f"source:{i}" for i in range(5)]
 

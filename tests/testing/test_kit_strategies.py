@@ -7,6 +7,7 @@ import asyncio
 import math
 
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +15,7 @@ import runtime.testing as kit
 from actors import check_subject_name, normalize
 from runtime import Policy
 from runtime.testing import (
+    LOOP_KINDS,
     Crash,
     Delete,
     Patch,
@@ -23,6 +25,7 @@ from runtime.testing import (
     crashes,
     deletes,
     message_sequences,
+    new_event_loop,
     patches,
     property_values,
     sets,
@@ -61,12 +64,13 @@ def test_property_values_are_stored_exactly(value):
     assert same(msgspec.json.decode(msgspec.json.encode(value)), value)
 
 
+@pytest.mark.parametrize("loop", LOOP_KINDS)
 @settings(max_examples=50, deadline=None)
-@given(message_sequences(sets(["a:1", "a:2"], ["x", "y"]), deletes("a:1", "x"),
+@given(messages=message_sequences(sets(["a:1", "a:2"], ["x", "y"]), deletes("a:1", "x"),
                          patches(st.sampled_from(["a:2"]), ["x", "y"]),
                          tells(["a:1"], "ping", st.integers()), crashes(["a:2"]),
                          max_size=12))
-def test_message_sequences_are_taken_by_the_runtime(messages):
+def test_message_sequences_are_taken_by_the_runtime(loop, messages):
     async def main():
         async with SimRuntime(root=Policy(max_restarts=100, within=1)) as rt:
             @rt.on("ping")
@@ -78,7 +82,8 @@ def test_message_sequences_are_taken_by_the_runtime(messages):
                 await rt.run_until_idle()
             return {name: (await rt.subject(name).state()).properties for name in ("a:1", "a:2")}
 
-    final = asyncio.run(main())
+    with asyncio.Runner(loop_factory=lambda: new_event_loop(loop)) as runner:
+        final = runner.run(main())
     expected = {"a:1": {}, "a:2": {}}
     for m in messages:
         props = expected[m.subject]
@@ -97,10 +102,10 @@ def test_message_sequences_are_taken_by_the_runtime(messages):
 
 def test_the_public_names_are_pinned():
     assert set(kit.__all__) == {
-        "BehaviourMachine", "Chooser", "Crash", "Delete", "EventRecorder", "InjectedCrash",
-        "Message", "Patch", "Set", "SimRuntime", "Tell", "VirtualClock", "crashes", "deletes",
-        "message_sequences", "patches", "property_values", "sets", "settle", "subject_names",
-        "tells",
+        "LOOP_KINDS", "BehaviourMachine", "Chooser", "CountingLoop", "Crash", "Delete",
+        "EventRecorder", "InjectedCrash", "Message", "Patch", "Set", "SimRuntime", "Tell",
+        "VirtualClock", "crashes", "deletes", "message_sequences", "new_event_loop", "patches",
+        "property_values", "sets", "settle", "subject_names", "tells",
     }
     for name in kit.__all__:
         assert getattr(kit, name) is not None

@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 
 from actors import PROPERTY_CHANGED, PROPERTY_DELETED
+from runtime.testing import LOOP_KINDS
+
+pytestmark = pytest.mark.subjects(loop=LOOP_KINDS)  # each test on asyncio's loop and on uvloop
 
 
 async def install_alerts(rt):
@@ -64,4 +67,4 @@ async def test_each_test_gets_a_fresh_runtime(runtime):
 
 @pytest.mark.subjects(seed=7, passivate_after=60)
 async def test_the_marker_configures_the_fixture(runtime):
-    assert runtime.seed == 7 and runtime.passivate_after == 60
+    assert runtime.seed == 7 and runtime.passivate_after == 60  # and the module's loop= too

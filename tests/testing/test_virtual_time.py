@@ -9,7 +9,9 @@ import pytest
 
 from actors import SUBJECT_PASSIVATED, SUBJECT_RESTARTED
 from runtime import AskTimeout, Backoff, Policy
-from runtime.testing import SimRuntime, VirtualClock, settle
+from runtime.testing import LOOP_KINDS, SimRuntime, VirtualClock, settle
+
+pytestmark = pytest.mark.subjects(loop=LOOP_KINDS)  # each test on asyncio's loop and on uvloop
 
 SLOW_RESTART = Policy(max_restarts=5, within=100, backoff=Backoff(min=10, max=100, jitter=0))
 
@@ -163,12 +165,18 @@ async def test_closing_lets_virtual_time_run_until_idle():
     assert [e.payload["subject"] for e in rt.events(type=SUBJECT_RESTARTED)] == ["a"]
 
 
-def test_virtual_time_needs_asyncios_own_loop():
-    uvloop = pytest.importorskip("uvloop")
+@pytest.mark.parametrize("plain_loop", ["asyncio", "uvloop"])
+def test_virtual_time_needs_a_loop_that_counts_its_pending_callbacks(plain_loop):
+    """On a loop of its own, asyncio's or uvloop's, the kit could not tell when time may jump:
+    it says so at once, and what to run on instead."""
+    loops = {"asyncio": asyncio.new_event_loop, "uvloop": pytest.importorskip("uvloop").Loop}
 
     async def main():
         async with SimRuntime():
             pass
 
-    with pytest.raises(RuntimeError, match="asyncio's own event loop"):
-        uvloop.run(main())
+    with asyncio.Runner(loop_factory=loops[plain_loop]) as runner:
+        for attempt in (main(), settle()):
+            with pytest.raises(RuntimeError, match=r"counts its pending callbacks.*new_event_loop"):
+                runner.run(attempt)
+
