@@ -7,13 +7,13 @@ dictionary lookup, not a scan over every handler.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from ._context import Context
 from ._patterns import compile_pattern
 
-HandlerFunc = Callable[[Context], Awaitable[Any]]
+HandlerFunc = Callable[[Context], Any]  # `async def` or plain `def`
 Predicate = Callable[[Context], Any]
 Next = Callable[[], Awaitable[Any]]
 Middleware = Callable[[Context, Next], Awaitable[Any]]
@@ -37,16 +37,20 @@ class Filter:
 class Handler:
     """A registered behaviour: its function, what it listens to, and its filters."""
 
-    __slots__ = ("event_patterns", "filters", "func", "matches_event", "matches_subject", "name",
-                 "subject_pattern")
+    __slots__ = ("event_patterns", "filters", "func", "is_async", "matches_event",
+                 "matches_subject", "name", "properties", "subject_pattern")
 
-    def __init__(self, func: HandlerFunc, event_patterns: tuple[str, ...], subject: str) -> None:
-        if not inspect.iscoroutinefunction(func):
-            raise TypeError(f"handler {func!r} must be an `async def` function")
+    def __init__(self, func: HandlerFunc, event_patterns: tuple[str, ...], subject: str,
+                 properties: frozenset[str] | None = None) -> None:
+        if not callable(func):
+            raise TypeError(f"a handler must be a function, not {func!r}")
         self.func = func
+        # Decided once: a plain `def` is called without making a coroutine for it.
+        self.is_async = inspect.iscoroutinefunction(func)
         self.name = getattr(func, "__qualname__", repr(func))
         self.event_patterns = event_patterns
         self.subject_pattern = subject
+        self.properties = properties  # property events of these properties only (None: all)
         matchers = [compile_pattern(p) for p in event_patterns]
         self.matches_event: Callable[[str], bool] = (
             matchers[0] if len(matchers) == 1 else (lambda t: any(m(t) for m in matchers))
@@ -65,19 +69,32 @@ class Registry:
     def __init__(self) -> None:
         self.handlers: list[Handler] = []
         self.middleware_chain: tuple[Middleware, ...] = ()
-        self._by_event: dict[str, tuple[tuple[Handler, ...], bool]] = {}
-        self._cache: dict[tuple[str, str], tuple[Handler, ...]] = {}
+        # Per event type: its candidate handlers, whether all take any subject, and whether
+        # any takes only some properties.
+        self._by_event: dict[str, tuple[tuple[Handler, ...], bool, bool]] = {}
+        self._cache: dict[tuple[str, str, str | None], tuple[Handler, ...]] = {}
+        # The handlers of event types that depend on nothing else (every handler takes any
+        # subject and any property): the turn looks here first, a dictionary lookup without a
+        # call. Filled as event types are first matched.
+        self.fixed: dict[str, tuple[Handler, ...]] = {}
 
-    def on(self, *event_types: str, subject: str = "*") -> Callable[[F], F]:
-        """Attach an `async def handler(ctx)` to event types (glob patterns) on subjects whose
-        name matches `subject` (a glob pattern)."""
+    def on(self, *event_types: str, subject: str = "*",
+           properties: Iterable[str] | None = None) -> Callable[[F], F]:
+        """Attach a handler, `async def handler(ctx)` or a plain `def`, to event types (glob
+        patterns) on subjects whose name matches `subject` (a glob pattern). `properties`
+        narrows property events (changed, deleted) to those of the properties named: the
+        turn then makes no context for the others, which a `@when` filter could not spare."""
         if not event_types:
             raise TypeError("@on needs at least one event type")
         for pattern in (*event_types, subject):
             compile_pattern(pattern)
+        if isinstance(properties, str):
+            raise TypeError("properties= takes names of properties, not one string: "
+                            f"write properties=({properties!r},)")
+        only = None if properties is None else frozenset(properties)
 
         def register(func: F) -> F:
-            self.handlers.append(Handler(func, tuple(event_types), subject))
+            self.handlers.append(Handler(func, tuple(event_types), subject, only))
             self._invalidate()
             return func
 
@@ -102,32 +119,39 @@ class Registry:
         self.middleware_chain = (*self.middleware_chain, func)
         return func
 
-    def match(self, event_type: str, subject: str) -> tuple[Handler, ...]:
-        """The handlers of an event on a subject, in registration order. Decided once per event
-        type, and per subject name only when a handler's subject pattern needs it, so that
-        millions of subjects do not fill the cache with names nobody filters on."""
+    def match(self, event_type: str, subject: str, prop: str | None = None) -> tuple[Handler, ...]:
+        """The handlers of an event on a subject (of a property event, on property `prop`), in
+        registration order. Decided once per event type, and per subject name or property only
+        when a handler's pattern or properties need it, so that millions of subjects do not
+        fill the cache with names nobody filters on."""
         by_event = self._by_event.get(event_type)
         if by_event is None:
             by_event = self._for_event(event_type)
-        candidates, any_subject = by_event
-        if any_subject:
+        candidates, any_subject, some_properties = by_event
+        if any_subject and not some_properties:
             return candidates
-        key = (event_type, subject)
+        key = (event_type, "" if any_subject else subject, prop if some_properties else None)
         found = self._cache.get(key)
         if found is None:
-            found = tuple(h for h in candidates if h.matches_subject(subject))
+            found = tuple(h for h in candidates
+                          if (any_subject or h.matches_subject(subject))
+                          and (h.properties is None or prop in h.properties))
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
             self._cache[key] = found
         return found
 
-    def _for_event(self, event_type: str) -> tuple[tuple[Handler, ...], bool]:
-        """The handlers of an event type, and whether all of them take any subject."""
+    def _for_event(self, event_type: str) -> tuple[tuple[Handler, ...], bool, bool]:
+        """The handlers of an event type, whether all of them take any subject, and whether
+        any takes only some properties."""
         by_event = self._by_event.get(event_type)
         if by_event is None:
             candidates = tuple(h for h in self.handlers if h.matches_event(event_type))
-            by_event = (candidates, all(h.subject_pattern == "*" for h in candidates))
+            by_event = (candidates, all(h.subject_pattern == "*" for h in candidates),
+                        any(h.properties is not None for h in candidates))
             self._by_event[event_type] = by_event
+            if by_event[1] and not by_event[2]:
+                self.fixed[event_type] = candidates
         return by_event
 
     def listens_to(self, event_type: str) -> bool:
@@ -137,6 +161,7 @@ class Registry:
     def _invalidate(self) -> None:
         self._by_event.clear()
         self._cache.clear()
+        self.fixed.clear()
 
 
 async def call_handler(handler: Handler, ctx: Context, chain: tuple[Middleware, ...]) -> Any:
@@ -150,15 +175,20 @@ async def call_handler(handler: Handler, ctx: Context, chain: tuple[Middleware, 
             return SKIPPED
     ctx.handler = handler.name
     if not chain:
-        return await handler.func(ctx)
-    return await _through(chain, 0, ctx, handler.func)
+        return await handler.func(ctx) if handler.is_async else handler.func(ctx)
+    return await _through(chain, 0, ctx, handler)
 
 
 def _through(chain: tuple[Middleware, ...], i: int, ctx: Context,
-             func: HandlerFunc) -> Awaitable[Any]:
+             handler: Handler) -> Awaitable[Any]:
     if i == len(chain):
-        return func(ctx)
-    return chain[i](ctx, lambda: _through(chain, i + 1, ctx, func))
+        return handler.func(ctx) if handler.is_async else _returned(handler.func(ctx))
+    return chain[i](ctx, lambda: _through(chain, i + 1, ctx, handler))
+
+
+async def _returned(value: Any) -> Any:
+    """A plain handler's result, as the awaitable middleware's `next()` returns."""
+    return value
 
 
 class _Skipped:

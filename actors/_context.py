@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+import msgspec
+
 from ._state import SubjectState
 
 
@@ -17,32 +19,23 @@ class Turn(Protocol):
     ) -> Any: ...
 
 
-class Context:
-    """One event as handlers see it. Shared by every handler of that event within the turn."""
+class Context(msgspec.Struct, eq=False):
+    """One event as handlers see it. Shared by every handler of that event within the turn.
 
-    __slots__ = ("_turn", "event_type", "extra", "handler", "new_value", "old_value", "payload",
-                 "property_name", "subject")
+    A struct, not a class with `__init__`: one is made for each event that has handlers, and
+    a struct is built in C, with no Python call (measured: half the cost).
+    Made by the runtime: `Context(turn, subject, event_type, payload, property_name,
+    old_value, new_value, extra)`; `handler` names the handler being called."""
 
-    def __init__(
-        self,
-        turn: Turn,
-        subject: SubjectState,
-        event_type: str,
-        payload: Any,
-        property_name: str | None,
-        old_value: Any,
-        new_value: Any,
-        extra: Any,
-    ) -> None:
-        self._turn = turn
-        self.subject = subject
-        self.event_type = event_type
-        self.payload = payload
-        self.property_name = property_name
-        self.old_value = old_value
-        self.new_value = new_value
-        self.extra = extra
-        self.handler: str = ""
+    _turn: Turn
+    subject: SubjectState
+    event_type: str
+    payload: Any
+    property_name: str | None
+    old_value: Any
+    new_value: Any
+    extra: Any
+    handler: str = ""
 
     def __repr__(self) -> str:
         return (f"<Context {self.event_type} subject={self.subject.name!r} "

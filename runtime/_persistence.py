@@ -63,9 +63,11 @@ class Pipeline:
         # by identity: a passivated and reactivated subject is another actor.
         self._acking: dict[int, Actor] = {}
         self._earliest = INFINITY  # no waiting acknowledgement has an earlier deadline
-        self._wake = asyncio.Event()
-        self._settled = asyncio.Event()
-        self._settled.set()
+        # The writer's wait for work, while it waits: what gives it work resolves it. A future
+        # made per wait, not an Event cleared and set per change: a change made while the
+        # writer is busy (the common case under load) costs no call at all.
+        self._wakeup: asyncio.Future[None] | None = None
+        self._flushers: list[asyncio.Future[None]] = []  # resolved once nothing is unsaved
         self._urgent = 0
         self._concurrency = max(1, int(getattr(store, "write_concurrency", 1)))
         self._writers: set[asyncio.Task[None]] = set()
@@ -107,8 +109,8 @@ class Pipeline:
         """The actor has committed state to store; also called when a turn ends, since a
         batch skips actors in the middle of a turn."""
         self._dirty[actor.name] = actor
-        self._settled.clear()
-        self._wake.set()
+        if self._wakeup is not None:
+            self._wake()
 
     def forget(self, actor: Actor) -> None:
         self._dirty.pop(actor.name, None)
@@ -204,7 +206,9 @@ class Pipeline:
         self._hurry()
         try:
             while self._dirty or self._in_flight:
-                await self._settled.wait()
+                settled = asyncio.get_running_loop().create_future()
+                self._flushers.append(settled)
+                await settled
         finally:
             self._urgent -= 1
         discarded, self._discarded = self._discarded, {}
@@ -226,24 +230,23 @@ class Pipeline:
                 yield [(actor, why) for actor, _, why in refused]
                 continue
             if not self._dirty:
-                if not self._in_flight:
-                    self._settled.set()
-                self._wake.clear()
-                await self._wake.wait()
+                if not self._in_flight and self._flushers:
+                    flushers, self._flushers = self._flushers, []
+                    for settled in flushers:
+                        _resolve(settled)
+                await self._sleep()
                 continue
             if not self._urgent and len(self._dirty) < self._batch_size:
                 await self._gather()
             if len(self._writers) >= self._concurrency:
-                self._wake.clear()
-                await self._wake.wait()  # a writer finishing wakes us
+                await self._sleep()  # a writer finishing wakes us
                 continue
             if self.failures:  # the store is failing: back off before the next attempt
                 await self._back_off()
             actors, writes = self._take_batch()
             if not actors:
                 if self._dirty:  # every dirty actor is in a batch in flight: wait for one
-                    self._wake.clear()
-                    await self._wake.wait()
+                    await self._sleep()
                 continue  # (or the store refused every one of them: nothing is left)
             writer = loop.create_task(self._write(actors, writes))
             self._writers.add(writer)
@@ -263,9 +266,24 @@ class Pipeline:
             timer.cancel()
             self._backing_off = None
 
+    async def _sleep(self) -> None:
+        """Wait until something gives the writer work: a change, a writer finishing, a
+        refusal, a flush."""
+        self._wakeup = wakeup = asyncio.get_running_loop().create_future()
+        try:
+            await wakeup
+        finally:
+            if self._wakeup is wakeup:
+                self._wakeup = None
+
+    def _wake(self) -> None:
+        wakeup, self._wakeup = self._wakeup, None
+        if wakeup is not None:
+            _resolve(wakeup)
+
     def _writer_done(self, writer: asyncio.Task[None]) -> None:
         self._writers.discard(writer)
-        self._wake.set()
+        self._wake()
 
     def _take_batch(self) -> tuple[list[Actor], list[Write]]:
         """Up to `batch_size` dirty actors that no batch in flight is writing (an actor's next
@@ -311,7 +329,7 @@ class Pipeline:
 
     def _hurry(self) -> None:
         self._urgent += 1
-        self._wake.set()
+        self._wake()
         if self._gathering is not None:
             _resolve(self._gathering)
 
@@ -404,7 +422,7 @@ class Pipeline:
         """The actor's unsaved changes are lost (`error`, for the callers waiting on them), or
         a newer version is in the store: `run` hands it over to be reloaded."""
         self._refusals.append((actor, error, why))
-        self._wake.set()
+        self._wake()
 
     def _discard(self, name: str, error: StaleVersion | SnapshotRefused) -> None:
         discarded = self._discarded

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import random
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from actors import (
@@ -149,10 +149,12 @@ class Runtime:
 
     # -- behaviours ---------------------------------------------------------------------------
 
-    def on(self, *event_types: str, subject: str = "*") -> Callable[[F], F]:
-        """Attach an `async def handler(ctx)` to event types (glob patterns) on subjects whose
-        names match `subject` (a glob pattern)."""
-        return self._registry.on(*event_types, subject=subject)
+    def on(self, *event_types: str, subject: str = "*",
+           properties: Iterable[str] | None = None) -> Callable[[F], F]:
+        """Attach a handler, `async def handler(ctx)` or a plain `def`, to event types (glob
+        patterns) on subjects whose names match `subject` (a glob pattern); `properties`
+        narrows property events to those of the properties named."""
+        return self._registry.on(*event_types, subject=subject, properties=properties)
 
     def when(self, predicate: Predicate) -> Callable[[F], F]:
         """A filter (sync or async) the handler's context must pass; stack as many as needed."""
@@ -291,8 +293,12 @@ class Runtime:
                    wait: bool = True) -> None:
         """Fire-and-forget: put an event in the subject's mailbox. From outside a turn, a full
         mailbox makes this wait for room, or raise `MailboxFull` when `wait=False`."""
-        name = name_of(subject)
-        msg = Message(EVENT, check_event_type(event_type), payload)
+        # An active subject's name was checked when it was activated.
+        name = subject if subject.__class__ is str and subject in self._actors else \
+            name_of(subject)
+        if event_type.__class__ is not str or not event_type:
+            check_event_type(event_type)  # raises
+        msg = Message(EVENT, event_type, payload)
         turn = _CURRENT.get()
         if turn is not None and turn.runtime is self:
             turn.send(name, msg)

@@ -115,6 +115,7 @@ class TurnRunner:
                 # Inline here, being the hottest loop of the runtime.
                 name = actor.name
                 registry = self.registry
+                fixed = registry.fixed
                 match = registry.match
                 middleware = registry.middleware_chain
                 limit = self.max_depth
@@ -128,7 +129,9 @@ class TurnRunner:
                             f"the turn of {name!r} did not settle after {limit} generations of "
                             f"property events (last: {event_type} {prop!r}); do two behaviours "
                             "keep changing each other's property?")
-                    handlers = match(event_type, name)
+                    handlers = fixed.get(event_type)
+                    if handlers is None:
+                        handlers = match(event_type, name, prop)
                     if not handlers:
                         if asking and i == 1:
                             raise NoHandler(f"no behaviour answers {event_type!r} on {name!r}")
@@ -152,14 +155,16 @@ class TurnRunner:
                                 break
                         if passed:
                             ctx.handler = handler.name
-                            reply = await handler.func(ctx)
+                            reply = handler.func(ctx)
+                            if handler.is_async:
+                                reply = await reply
                             if asking and i == 1 and result is None:
                                 result = reply
             turn.result = result
         except BaseException as exc:
             state.rollback()
             turn.error = exc
-        state.close()
+        state._open = False  # a context kept past its turn can change nothing
         actor.turn = None
         _CURRENT.reset(token)
         return turn

@@ -42,15 +42,86 @@ async def test_when_filters_sync_async_stacked_in_any_order(rt):
     assert calls == [4, 6]
 
 
-async def test_handlers_must_be_coroutines(rt):
-    with pytest.raises(TypeError, match="async def"):
-        @rt.on("x")
-        def sync_handler(ctx):
-            pass
+async def test_plain_def_handlers_run_in_the_turn_like_async_ones(rt):
+    """A plain `def` handler is called without a coroutine: it sets, emits (through the
+    context, whose emit it cannot await: it is queued all the same), and answers asks."""
+    @rt.on(PROPERTY_CHANGED, properties=("cpu",))
+    def derive(ctx):
+        ctx.subject.set("hot", ctx.new_value > 90)
+
+    @rt.on("double")
+    def double(ctx):
+        return ctx.payload * 2
+
+    @rt.when(lambda ctx: ctx.payload != 0)
+    @rt.on("inverse")
+    def inverse(ctx):
+        return 1 / ctx.payload
+
+    d = rt.subject("d")
+    await d.set("cpu", 95)
+    assert await d.get("hot") is True
+    assert await d.ask("double", 21) == 42
+    assert await d.ask("inverse", 4) == 0.25
+    assert await d.ask("inverse", 0) is None  # filtered out: nobody answered
+
+    @rt.middleware
+    async def passes(ctx, nxt):
+        return await nxt()
+
+    assert await d.ask("double", 5) == 10  # through middleware too
+
+
+async def test_a_failing_plain_handler_rolls_its_turn_back(rt):
+    @rt.on("boom")
+    def boom(ctx):
+        ctx.subject.set("x", 1)
+        raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError, match="no"):
+        await rt.subject("b").ask("boom")
+    assert await rt.subject("b").get("x") is None
+
+
+async def test_handlers_must_be_callable_and_middleware_async(rt):
+    with pytest.raises(TypeError, match="must be a function"):
+        rt.on("x")(42)
     with pytest.raises(TypeError):
         rt.on()
     with pytest.raises(TypeError, match="async def"):
         rt.middleware(lambda ctx, nxt: None)
+    with pytest.raises(TypeError, match="properties="):
+        rt.on(PROPERTY_CHANGED, properties="cpu")
+
+
+async def test_property_filters_call_only_the_handlers_of_the_property_changed(rt):
+    seen = []
+
+    @rt.on(PROPERTY_CHANGED, "subject-property-deleted", subject="device:*",
+           properties=("cpu", "mem"))
+    async def resources(ctx):
+        seen.append(("resources", ctx.subject.name, ctx.property_name))
+
+    @rt.on(PROPERTY_CHANGED, properties=["name"])
+    def names(ctx):
+        seen.append(("names", ctx.subject.name, ctx.property_name))
+
+    @rt.on(PROPERTY_CHANGED)
+    async def every(ctx):
+        seen.append(("every", ctx.subject.name, ctx.property_name))
+
+    await rt.subject("device:1").patch({"cpu": 1, "disk": 2, "name": "a"})
+    await rt.subject("device:1").delete("mem")  # absent: no event
+    await rt.subject("device:1").delete("cpu")
+    await rt.subject("user:1").patch({"cpu": 3, "name": "b"})
+    assert seen == [
+        ("resources", "device:1", "cpu"), ("every", "device:1", "cpu"),
+        ("every", "device:1", "disk"),
+        ("names", "device:1", "name"), ("every", "device:1", "name"),
+        ("resources", "device:1", "cpu"),
+        ("every", "user:1", "cpu"),  # device:* only
+        ("names", "user:1", "name"), ("every", "user:1", "name"),
+    ]
 
 
 async def test_middleware_wraps_every_call_in_registration_order(rt):
