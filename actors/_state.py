@@ -79,12 +79,19 @@ class SubjectState:
         value. A property-changed event is queued only when the stored value really changes."""
         if not self._open:
             raise TurnClosed(f"the turn of {self.name!r} has ended; send it a message instead")
-        props = self._props
-        old = props.get(prop, _MISSING)
         if value.__class__ not in PLAIN_TYPES:  # plain values are stored as they are
             if callable(value):
-                value = value(None if old is _MISSING else old)
+                value = value(self._props.get(prop))
             value = normalize(value)
+        return self.put(prop, value, extra)
+
+    def put(self, prop: str, value: Any, extra: Any = None) -> Any:
+        """`set` for a value already normalised (`normalize`): a message's value, checked by
+        its sender, is not checked twice."""
+        if not self._open:
+            raise TurnClosed(f"the turn of {self.name!r} has ended; send it a message instead")
+        props = self._props
+        old = props.get(prop, _MISSING)
         if old is _MISSING:
             check_property_name(prop)
         elif old.__class__ is value.__class__ and old == value:

@@ -97,15 +97,19 @@ class TurnRunner:
         token = _CURRENT.set(turn)
         result: Any = None
         try:
+            # A message's values were normalised by its sender (`checked_value`): put as they
+            # are, unless a callable computes them from the current value here.
             if kind == SET:
-                result = state.set(msg.name, msg.value, msg.extra)
+                value = msg.value
+                result = (state.set if callable(value) else state.put)(msg.name, value,
+                                                                       msg.extra)
             elif kind in (EVENT, ASK):
                 state.cascade.append((msg.name, None, None, None, None, msg.value, 0))
             elif kind == DELETE:
                 result = state.delete(msg.name, msg.extra)
             elif kind == PATCH:
                 for prop, value in msg.value.items():
-                    state.set(prop, value, msg.extra)
+                    (state.set if callable(value) else state.put)(prop, value, msg.extra)
             elif kind == SET_EXT:
                 result = state.set_ext(msg.name, msg.value)
             elif kind == DELETE_EXT:
