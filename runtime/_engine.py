@@ -209,12 +209,17 @@ class Engine:
     def after_inline(self, actor: Actor) -> None:
         """After a turn run in the caller's task: messages that arrived meanwhile (or a pending
         restart) go to a worker, in order; otherwise the actor is idle again."""
-        if self._has_work(actor):
-            if actor.mailbox is None:
-                actor.mailbox = deque()
-            self.scheduler.schedule(actor)  # still busy: a worker takes over
-        else:
-            self._release(actor)
+        # `_has_work` and `_release` inline for an actor with neither queue nor trouble: this
+        # is the hot path of an awaited write.
+        if actor.mailbox is not None or actor.trouble is not None:
+            if self._has_work(actor):
+                if actor.mailbox is None:
+                    actor.mailbox = deque()
+                self.scheduler.schedule(actor)  # still busy: a worker takes over
+                return
+            if not actor.mailbox:
+                actor.mailbox = None
+        self._directory.rested(actor)
 
     def _release(self, actor: Actor) -> None:
         """The actor has no more work: it becomes idle (or stays stopped)."""
