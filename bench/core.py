@@ -13,7 +13,7 @@ Two ways of sending, each measured on both sides:
 - tell: fire-and-forget (`await rt.tell(name, "cpu", v)`, a behaviour sets the property; the
   baseline `put_nowait`s), then wait until everything is applied.
 
-Then memory: bytes per activated idle subject (IDLE_SUBJECTS subjects, 3 properties each).
+Then memory: resident bytes per activated idle subject (3 properties each, names included).
 
 Run: python bench/core.py [--quick]
 """
@@ -29,12 +29,16 @@ import resource
 import sys
 import tempfile
 import time
-import tracemalloc
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from actors import PROPERTY_CHANGED
 from runtime import Runtime
+
+# Ratio to plain asyncio actors, pure Python (issue #12; the compiled build aims at 0.40 for
+# tell). Awaited updates beat the baseline: it pays a task switch per update, an inline turn
+# does not.
+TARGETS = {"await": 1.0, "tell": 0.30}
 
 
 def health_of(cpu: int) -> str:
@@ -154,27 +158,31 @@ async def run_baseline(work, subjects: int, senders: int, mode: str) -> tuple[fl
     return elapsed, result
 
 
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 async def idle_memory(count: int) -> float:
-    """Bytes per activated, idle subject with 3 properties (traced Python allocations)."""
+    """Bytes of resident memory per activated, idle subject with 3 properties on the SQLite
+    store, its name included (the runtime holds it; the caller keeps none)."""
     with tempfile.TemporaryDirectory() as tmp:
-        rt = Runtime(f"sqlite:///{tmp}/mem.db", passivate_after=None)
-        async with rt:
-            names = [f"device:{i:06d}" for i in range(count)]
-            # Names are kept by the caller in both measurements below; count what the runtime adds.
+        async with Runtime(f"sqlite:///{tmp}/mem.db", passivate_after=None) as rt:
+            await rt.subject("warm").patch({"cpu": 1, "mem": 2, "health": "ok"})
+            await rt.flush()
             gc.collect()
-            tracemalloc.start()
-            before = tracemalloc.get_traced_memory()[0]
+            before = resident_bytes()
             for start in range(0, count, 1000):
                 await asyncio.gather(*(
-                    rt.subject(n).patch({"cpu": i % 101, "mem": i % 37, "health": "ok"})
-                    for i, n in enumerate(names[start:start + 1000], start)))
+                    rt.subject(f"device:{i:06d}").patch(
+                        {"cpu": i % 101, "mem": i % 37, "health": "ok"})
+                    for i in range(start, min(count, start + 1000))))
             await rt.idle()
             await rt.flush()
             gc.collect()
-            after = tracemalloc.get_traced_memory()[0]
-            tracemalloc.stop()
-            assert rt.stats()["active"] == count
-            return (after - before) / count
+            grown = resident_bytes() - before
+            assert rt.stats()["active"] == count + 1
+            return grown / count
 
 
 def main() -> None:
@@ -183,7 +191,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a tenth of the workload")
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     args = parser.parse_args()
-    updates, subjects, idle = (20_000, 1_000, 10_000) if args.quick else (200_000, 10_000, 100_000)
+    updates, subjects = (20_000, 1_000) if args.quick else (200_000, 10_000)
+    idle = 200_000  # fewer, and the steps in which dictionaries and arenas grow show more
     senders = 1000 if not args.quick else 100
     if args.loop == "uvloop":
         import uvloop
@@ -193,6 +202,9 @@ def main() -> None:
     work = workload(updates, subjects)
     expected = replay(work)
 
+    # Memory first, in a fresh process: resident memory freed by the runs below would be
+    # reused by the subjects and hide what they cost.
+    per_subject = runner(idle_memory(idle))
     results = {}
     for mode in ("await", "tell"):
         rounds = []
@@ -203,7 +215,6 @@ def main() -> None:
             assert s_res == expected, "subjects disagrees with the sequential replay"
             rounds.append((b_t, s_t))
         results[mode] = (min(b for b, _ in rounds), min(s for _, s in rounds))
-    per_subject = runner(idle_memory(idle))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(f"workload: {updates:,} updates over {subjects:,} subjects, {senders} senders, "
           f"loop={args.loop}, load average {os.getloadavg()[0]:.2f}")
@@ -211,9 +222,9 @@ def main() -> None:
         print(f"[{mode}] plain asyncio actors : {updates / b_best:>10,.0f} updates/s")
         print(f"[{mode}] subjects             : {updates / s_best:>10,.0f} updates/s")
         print(f"[{mode}] ratio                : {b_best / s_best:.2f} of the baseline's "
-              "throughput (target >= 0.6)")
-    print(f"idle subject memory  : {per_subject:,.0f} bytes each over {idle:,} subjects "
-          f"(target <= 600)")
+              f"throughput (target >= {TARGETS[mode]})")
+    print(f"idle subject memory  : {per_subject:,.0f} bytes each over {idle:,} subjects, by "
+          "RSS, names included (target <= 450)")
     print(f"peak RSS             : {rss / 2**20:,.0f} MiB")
 
 

@@ -67,6 +67,19 @@ class Trouble:
         self.stop_reason: str | None = None
 
 
+class Rare:
+    """What few actors hold at a time, kept apart so that every other actor is smaller by as
+    many fields: its restart history (after a failure), senders waiting for room in its
+    mailbox, durable acknowledgements waiting for its snapshot. Dropped once all are gone."""
+
+    __slots__ = ("acks", "space", "trouble")
+
+    def __init__(self) -> None:
+        self.trouble: Trouble | None = None
+        self.space: deque[asyncio.Future[None]] | None = None
+        self.acks: list[tuple[int, Reply, Any, float, float | None]] | None = None
+
+
 class Actor(msgspec.Struct, gc=False, repr_omit_defaults=True):
     """An activated subject: its state, its version, its mailbox and where it stands.
 
@@ -86,16 +99,59 @@ class Actor(msgspec.Struct, gc=False, repr_omit_defaults=True):
     mailbox: deque[Message] | None = None
     busy: bool = False  # scheduled or being drained: it has work and a worker will run it
     turn: SubjectState | None = None  # a turn in progress: `props` hold its changes
-    trouble: Trouble | None = None
-    space: deque[asyncio.Future[None]] | None = None  # senders waiting for room
-    idle_since: int = 0  # the passivation sweep's tick when it last went idle
-    # Durable acknowledgements waiting for a version to be stored: (version, future, result,
-    # deadline, timeout); the persistence pipeline's.
-    acks: list[tuple[int, Reply, Any, float, float | None]] | None = None
+    queued: int = 0  # its entries in the directory's idle line (the last one stands)
+    rare: Rare | None = None  # `trouble`, `space` and `acks`, while any is set
 
     def __repr__(self) -> str:
         status = ("loading", "active", "stopped")[self.status]
         return f"<Actor {self.name!r} v{self.version} {status}>"
+
+    # Hot paths test `rare is None` first: each of these is a call.
+    @property
+    def trouble(self) -> Trouble | None:
+        """Its restart history and pending restart, once it has failed."""
+        rare = self.rare
+        return None if rare is None else rare.trouble
+
+    @trouble.setter
+    def trouble(self, trouble: Trouble | None) -> None:
+        self._rare().trouble = trouble
+        self._tidy()
+
+    @property
+    def space(self) -> deque[asyncio.Future[None]] | None:
+        """Senders waiting for room in its mailbox."""
+        rare = self.rare
+        return None if rare is None else rare.space
+
+    @space.setter
+    def space(self, space: deque[asyncio.Future[None]] | None) -> None:
+        self._rare().space = space
+        self._tidy()
+
+    @property
+    def acks(self) -> list[tuple[int, Reply, Any, float, float | None]] | None:
+        """Durable acknowledgements waiting for a version to be stored: (version, future,
+        result, deadline, timeout); the persistence pipeline's."""
+        rare = self.rare
+        return None if rare is None else rare.acks
+
+    @acks.setter
+    def acks(self, acks: list[tuple[int, Reply, Any, float, float | None]] | None) -> None:
+        self._rare().acks = acks
+        self._tidy()
+
+    def _rare(self) -> Rare:
+        rare = self.rare
+        if rare is None:
+            self.rare = rare = Rare()
+        return rare
+
+    def _tidy(self) -> None:
+        rare = self.rare
+        if rare is not None and rare.trouble is None and rare.space is None and \
+                rare.acks is None:
+            self.rare = None
 
     def committed(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """Its properties and extended properties as of its last committed turn: what a

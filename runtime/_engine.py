@@ -175,14 +175,15 @@ class Engine:
         again = False  # the actor has more work and goes back in line
         try:
             while True:
-                trouble = actor.trouble
-                if trouble is not None and trouble.restart_at is not None:
-                    await self._restart(actor, trouble)
+                rare = actor.rare
+                if rare is not None and rare.trouble is not None and \
+                        rare.trouble.restart_at is not None:
+                    await self._restart(actor, rare.trouble)
                 if not box or actor.status == STOPPED:
                     break
                 msg = box.popleft()
-                if actor.space:
-                    make_room(actor.space)
+                if actor.rare is not None and actor.rare.space:
+                    make_room(actor.rare.space)
                 await self.turn(actor, msg)
                 turns += 1
                 if turns == throughput:
@@ -211,7 +212,7 @@ class Engine:
         restart) go to a worker, in order; otherwise the actor is idle again."""
         # `_has_work` and `_release` inline for an actor with neither queue nor trouble: this
         # is the hot path of an awaited write.
-        if actor.mailbox is not None or actor.trouble is not None:
+        if actor.mailbox is not None or actor.rare is not None:
             if self._has_work(actor):
                 if actor.mailbox is None:
                     actor.mailbox = deque()
@@ -471,7 +472,6 @@ class Engine:
         actor.status = STOPPED
         actor.trouble.stop_reason = reason
         actor.trouble.restart_at = None
-        self._directory.idle.pop(actor.name, None)
         self._refuse_all(actor, actor.mailbox, SubjectStopped(actor.name, reason))
         log.error("subject %s stopped: %s", actor.name, reason)
         self.lifecycle(actor.supervisor, SUBJECT_STOPPED, actor.name, {"reason": reason})

@@ -369,7 +369,7 @@ class Pipeline:
         for write, actor in zip(writes, actors, strict=True):
             if write.name not in refused:
                 actor.stored_version = write.version
-                if actor.acks:
+                if actor.rare is not None and actor.rare.acks:
                     self._release_acks(actor)
             elif write.name not in found:
                 # The store lost what it had committed (Redis restarted without persistence, a

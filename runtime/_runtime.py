@@ -428,7 +428,7 @@ class Runtime:
         return {
             "active": len(self._actors),
             "busy": self._directory.busy,
-            "idle": len(self._directory.idle),
+            "idle": self._directory.idle_count(),
             "stopped": sum(1 for a in self._actors.values() if a.status == STOPPED),
             "unsaved": pipeline.pending if pipeline else 0,
             "dead_letters": len(self.dead_letters),

@@ -204,7 +204,8 @@ async def test_store_waits_on_the_actor_that_ran_its_turn():
         storing = False
 
         async def other_traffic():  # runs between the STORE turn and its caller
-            while not (storing and "a" in rt._directory.idle):
+            while not (storing and "a" in rt._actors and
+                       rt._directory.is_idle(rt._actors["a"])):
                 await asyncio.sleep(0)
             await rt.subject("b").tell("noop")  # activating b passivates a (clean, idle)
             await a.tell("noop")  # and a comes back: another actor, loading

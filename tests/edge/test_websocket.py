@@ -4,6 +4,7 @@ consumers."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import json
 import os
 import socket
@@ -129,7 +130,8 @@ async def test_a_client_that_keeps_misbehaving_is_closed_with_1008(serve):
         assert await recv(ws) == {"op": "ack", "id": 1}
 
 
-async def test_a_slow_consumer_is_closed_with_1013_and_others_keep_their_messages(serve):
+async def test_a_slow_consumer_is_closed_with_1013_and_others_keep_their_messages(serve, caplog):
+    caplog.set_level(logging.WARNING, "subjects.edge")
     edge = await serve(ws_queue_limit=10)
     rt = edge.rt
     big = os.urandom(75_000).hex()  # incompressible (permessage-deflate)
@@ -152,5 +154,9 @@ async def test_a_slow_consumer_is_closed_with_1013_and_others_keep_their_message
         with pytest.raises(ConnectionClosed):
             while True:
                 await asyncio.wait_for(slow.recv(), 10)
-    assert slow.close_code == 1013
-    assert "slow consumer" in slow.close_reason
+    # The server closed it as a slow consumer. The client sees 1013 if the close frame gets
+    # through its full buffers before the server's close timeout, else 1006 (a busy machine).
+    assert any("slow consumer" in r.getMessage() for r in caplog.records), caplog.text
+    assert slow.close_code in (1013, 1006)
+    if slow.close_code == 1013:
+        assert "slow consumer" in slow.close_reason
