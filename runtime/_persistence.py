@@ -401,7 +401,7 @@ class Pipeline:
         error = StaleVersion(
             f"the store holds another writer's version of {actor.name!r}, not the "
             f"v{actor.stored_version} this change was based on; its unsaved changes were "
-            "discarded and it was reloaded")
+            "discarded and it was reloaded", (actor.name,))
         self._discard(actor.name, error)
         self._refusal(actor, error, "its snapshot is stale: the store holds another writer's "
                                 "version")
@@ -414,6 +414,7 @@ class Pipeline:
         refused = SnapshotRefused(
             f"the snapshot v{actor.version} of {actor.name!r} cannot be stored ({error}); its "
             f"unsaved changes were discarded and it was reloaded from v{actor.stored_version}")
+        refused.subjects = (actor.name,)
         self._discard(actor.name, refused)
         self._refusal(actor, refused, f"the store cannot take its snapshot ({error})")
 

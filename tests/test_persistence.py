@@ -111,6 +111,29 @@ async def test_two_runtimes_never_overwrite_each_other(tmp_path):
         assert await three.subject("d").get("x") == "two again"
 
 
+async def test_store_and_flush_raise_stale_version_naming_the_subject(tmp_path):
+    """A write forced by `ref.store()` or `rt.flush()` and refused as stale is the caller's
+    to hear of, with the subjects named, not only a line in the log."""
+    url = f"sqlite:///{tmp_path}/shared.db"
+    async with Runtime(url, passivate_after=None, flush_delay=0) as one, \
+            Runtime(url, passivate_after=None, flush_delay=3600) as two:
+        for rt in (one, two):
+            assert await rt.subject("d").get("x") is None  # both activated at version 0
+            assert await rt.subject("e").get("x") is None
+        await one.subject("d").set("x", "one", durable=True)
+        await one.subject("e").set("x", "one", durable=True)
+        await two.subject("d").set("x", "two")  # write-behind: not written yet
+        with pytest.raises(StaleVersion) as stored:
+            await two.subject("d").store()
+        assert stored.value.subjects == ("d",)
+        await two.subject("e").set("x", "two")
+        with pytest.raises(StaleVersion) as flushed:
+            await two.flush()
+        assert set(flushed.value.subjects) == {"d", "e"}
+        await two.idle()
+        assert await two.subject("e").get("x") == "one"  # reloaded, nothing overwritten
+
+
 async def test_sqlite_round_trip_of_properties_and_extended_properties(tmp_path):
     url = f"sqlite:///{tmp_path}/s.db"
     async with Runtime(url) as rt:
