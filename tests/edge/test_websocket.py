@@ -4,8 +4,8 @@ consumers."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import json
+import logging
 import os
 import socket
 
