@@ -31,7 +31,12 @@ class SubjectStopped(SubjectsError):
 
 
 class AskCycleError(SubjectsError):
-    """An ask would wait on a subject that is itself waiting, directly or not, on the asker."""
+    """An ask (or a `get`) from a turn would wait on a subject that already waits, directly or
+    not, on the asker: a deadlock, since each subject runs one turn at a time and a call waits
+    in its target's mailbox. Found at once, before anything is sent, both along one chain of
+    nested asks (the chain an ask carries) and across separate turns asking each other (the
+    runtime's graph of which running turn waits on which subject). `chain` is the cycle, from
+    the subject asked, already waiting, round to it again: `("a", "b", "a")`."""
 
     def __init__(self, chain: tuple[str, ...], target: str) -> None:
         path = " -> ".join((*chain, target))

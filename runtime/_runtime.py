@@ -60,7 +60,8 @@ from ._supervision import (
     Strategy,
     Supervisor,
 )
-from ._turn import _CURRENT, TurnRunner, check_event_type, name_of
+from ._turn import _CURRENT, Turn, TurnRunner, check_event_type, name_of
+from ._waits import WaitGraph
 
 log = logging.getLogger("subjects.runtime")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -129,6 +130,7 @@ class Runtime:
         self._flush_delay = flush_delay
         self._registry = Registry()
         self._directory = Directory(max_active)
+        self._waits = WaitGraph()  # which turns wait on which subjects' mailboxes
         self._actors = self._directory.actors  # by name: the hot path's lookup
         self._engine = Engine(
             store=self.store, clock=self.clock, registry=self._registry,
@@ -495,9 +497,7 @@ class Runtime:
                 self._inline_budget = INLINE_BUDGET
                 self._engine.enqueue(name, msg)
         elif turn is not None:
-            # A call from a turn (ask, get): like the messages turns send, it is not bounded
-            # and is still delivered while the runtime drains its mailboxes to close.
-            self._engine.enqueue(name, msg)
+            return await self._call_from_turn(turn, name, msg, fut, timeout)
         elif not self._engine.accepting or not self._engine.enqueue(name, msg, bounded=True):
             await self._send(name, msg, True)
         if timeout is None:
@@ -509,6 +509,26 @@ class Runtime:
             finally:
                 timer.cancel()
         return result
+
+    async def _call_from_turn(self, turn: Turn, name: str, msg: Message, fut: asyncio.Future[Any],
+                              timeout: float | None) -> Any:
+        """A call from a turn (ask, get): like the messages turns send, it is not bounded and is
+        still delivered while the runtime drains its mailboxes to close. While it waits, its turn
+        waits on the target's mailbox: an edge of the wait-for graph, refused with
+        `AskCycleError` before anything is sent if it would close a cycle (a deadlock)."""
+        wait = self._waits.wait(turn, name)
+        try:
+            self._engine.enqueue(name, msg)
+            if timeout is None:
+                return await fut
+            timer = self.clock.call_later(timeout, _time_out, fut, name, msg, timeout)
+            try:
+                return await fut
+            finally:
+                timer.cancel()
+        finally:
+            if wait is not None:
+                self._waits.done(wait)
 
     async def _send(self, name: str, msg: Message, wait: bool) -> None:
         """Put a message from outside any turn into a mailbox, honouring the mailbox bound."""

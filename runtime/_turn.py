@@ -72,6 +72,11 @@ class Turn(SubjectState):
                   timeout: float | None = None) -> Any:
         return await self.runtime.ask(subject, event_type, payload, timeout=timeout)
 
+    @property
+    def running(self) -> bool:
+        """Still in progress: its handlers run, or wait on calls (then it holds its mailbox)."""
+        return self._open
+
     def asking_chain(self) -> tuple[str, ...]:
         """The chain an ask sent from this turn carries: everyone waiting, then this subject."""
         return (*self.chain, self.name)
