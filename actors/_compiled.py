@@ -1,10 +1,10 @@
 """The optional compiled build: which modules mypyc compiles, and the check that none of them is
 stale. Always interpreted; run by `actors/__init__.py`, loaded by setup.py from its path.
 
-`SUBJECTS_COMPILE=1 pip install -e .` (or `make compiled`) compiles `COMPILED` and writes
-`MANIFEST`, the SHA-256 of each compiled module's source at build time. At import, a compiled
-module whose source no longer matches is named in a RuntimeWarning with the command to rebuild:
-Python loads the extension module before the edited `.py`, so the edit would not run."""
+`make compiled` (`SUBJECTS_COMPILE=1 python setup.py build_ext --inplace`) compiles `COMPILED`
+and writes `MANIFEST`, the SHA-256 of each compiled module's source at build time. At import,
+a compiled module whose source no longer matches is named in a RuntimeWarning with the command
+to rebuild: Python loads the extension module before the edited `.py`, so the edit would not run."""
 
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ COMPILED: tuple[str, ...] = (
     "runtime/_runtime.py",
 )
 MANIFEST = "actors/_compiled_manifest.json"
-REBUILD = "SUBJECTS_COMPILE=1 pip install -e .  (or: make compiled; pure Python: make pure)"
+REBUILD = (
+    "make compiled (SUBJECTS_COMPILE=1 python setup.py build_ext --inplace); pure Python: "
+    "make pure")
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
