@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean compiled pure test-compiled
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "subjects needs Python >= 3.11"'
@@ -24,8 +24,24 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed
-	$(PY) -m ruff check actors runtime storage tests examples bench
+	$(PY) -m ruff check actors runtime storage tests examples bench setup.py
 	$(PY) -m mypy --strict actors runtime
+
+# The optional compiled build (mypyc, C compiler needed): the modules in actors/_compiled.py are
+# compiled in place, beside their sources, which they then shadow; `make pure` removes them.
+# An edited source of a compiled module makes `import actors` warn until `make compiled` again.
+compiled: $(VENV)/.installed
+	SUBJECTS_COMPILE=1 $(PY) setup.py --quiet build_ext --inplace --parallel 2
+
+pure:
+	rm -rf build
+	find actors runtime -maxdepth 1 \( -name '*.so' -o -name '*.pyd' \) -delete
+	rm -f actors/_compiled_manifest.json *__mypyc*.so
+
+# The whole suite on the compiled build, then back to pure Python.
+test-compiled: compiled
+	$(PY) -c 'from actors._compiled import compiled_modules as c; m = c(); assert m, "nothing compiled"; print("compiled:", len(m), "modules")'
+	$(PY) -m pytest -q; status=$$?; $(MAKE) --no-print-directory pure; exit $$status
 
 bench: $(VENV)/.installed
 	$(PY) bench/core.py

@@ -1,8 +1,9 @@
 """The programming model of subjects: names, property values, events, state, behaviours."""
 
 from ._behaviours import Handler, Middleware, Next, Registry
+from ._compiled import check as _check_compiled
 from ._context import Context
-from ._errors import SubjectsError
+from ._errors import SubjectsError, TurnClosed, ValueNotStorable
 from ._events import (
     LIFECYCLE_EVENTS,
     PROPERTY_CHANGED,
@@ -15,8 +16,8 @@ from ._events import (
 )
 from ._names import MAX_NAME_BYTES, InvalidSubjectName, check_subject_name
 from ._refused import InvalidPayload
-from ._state import SubjectState, TurnClosed
-from ._values import ValueNotStorable, normalize
+from ._state import SubjectState
+from ._values import normalize
 
 __all__ = [
     "LIFECYCLE_EVENTS",
@@ -42,3 +43,6 @@ __all__ = [
     "check_subject_name",
     "normalize",
 ]
+
+# A compiled build whose sources were edited since it was built warns, naming the modules.
+_check_compiled()

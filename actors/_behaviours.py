@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from ._context import Context
-from ._patterns import compile_pattern
+from ._patterns import Matcher, compile_pattern
 
 HandlerFunc = Callable[[Context], Any]  # `async def` or plain `def`
 Predicate = Callable[[Context], Any]
@@ -52,7 +52,7 @@ class Handler:
         self.subject_pattern = subject
         self.properties = properties  # property events of these properties only (None: all)
         matchers = [compile_pattern(p) for p in event_patterns]
-        self.matches_event: Callable[[str], bool] = (
+        self.matches_event: Matcher = (
             matchers[0] if len(matchers) == 1 else (lambda t: any(m(t) for m in matchers))
         )
         self.matches_subject = compile_pattern(subject)

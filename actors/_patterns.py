@@ -19,9 +19,11 @@ from collections.abc import Callable
 MAX_PATTERN_LENGTH = 1024
 # A run of `*` in the parsed pattern; no regex piece is a bare `*` (a literal one is escaped).
 _STAR = "*"
+# What a compiled pattern returns is truthy for a match: a bool, or an `re.Match` or None.
+Matcher = Callable[[str], object]
 
 
-def compile_pattern(pattern: str) -> Callable[[str], bool]:
+def compile_pattern(pattern: str) -> Matcher:
     """A glob pattern as a fast predicate on a name. Raises TypeError for a non-string or empty
     pattern, ValueError for one over `MAX_PATTERN_LENGTH` characters."""
     if type(pattern) is not str or not pattern:
@@ -33,7 +35,7 @@ def compile_pattern(pattern: str) -> Callable[[str], bool]:
         return _always
     if not any(c in pattern for c in "*?["):
         return pattern.__eq__
-    return re.compile(translate(pattern)).match  # type: ignore[return-value]
+    return re.compile(translate(pattern)).match
 
 
 def _always(_: str) -> bool:

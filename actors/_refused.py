@@ -7,9 +7,8 @@ stop a subject (nor, through escalation, anything else) by sending it often enou
 
 from __future__ import annotations
 
-from ._errors import SubjectsError
+from ._errors import SubjectsError, ValueNotStorable
 from ._names import InvalidSubjectName
-from ._values import ValueNotStorable
 
 
 class InvalidPayload(SubjectsError, ValueError):

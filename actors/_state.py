@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ._errors import SubjectsError
+from ._errors import TurnClosed
 from ._events import PROPERTY_CHANGED, PROPERTY_DELETED
 from ._values import PLAIN_TYPES, check_text, copy_value, normalize
 
@@ -21,10 +21,6 @@ _MISSING: Any = object()
 # One queued event of a turn's cascade:
 # (event_type, property_name, old_value, new_value, extra, payload, depth)
 CascadeEvent = tuple[str, str | None, Any, Any, Any, Any, int]
-
-
-class TurnClosed(SubjectsError, RuntimeError):
-    """A handler kept `ctx.subject` and used it after its turn ended."""
 
 
 def check_property_name(prop: object) -> str:

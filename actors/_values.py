@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from ._errors import SubjectsError
+from ._errors import ValueNotStorable
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -36,10 +36,6 @@ _NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b'[]{}"')))
 _STEP = [0] * 256
 _STEP[ord("[")], _STEP[ord("]")] = 1, -1
 _PASSES = 8
-
-
-class ValueNotStorable(SubjectsError, TypeError):
-    """A property value has no JSON form that every store keeps, so no snapshot could hold it."""
 
 
 def check_text(text: str) -> str:

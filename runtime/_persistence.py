@@ -31,6 +31,7 @@ from ._actor import Actor, Reply
 from ._backoff import Backoff
 from ._clock import Clock
 from ._errors import NotDurable, StaleVersion
+from ._writer import run_writer
 
 log = logging.getLogger("subjects.persistence")
 _encode = msgspec.json.Encoder().encode
@@ -214,43 +215,12 @@ class Pipeline:
         discarded, self._discarded = self._discarded, {}
         return discarded
 
-    async def run(self) -> AsyncIterator[list[tuple[Actor, str]]]:
+    def run(self) -> AsyncIterator[list[tuple[Actor, str]]]:
         """The writer: gathers dirty actors into batches and writes them, forever. Yields the
         actors whose unsaved changes the store refused (with why): they hold state nobody can
-        store, and the consumer reloads them. Everything else it settles itself."""
-        loop = asyncio.get_running_loop()
-        while True:
-            if self._refusals:
-                refused, self._refusals = self._refusals, []
-                for actor, error, _ in refused:
-                    if error is not None:
-                        # Told only now, as the consumer reloads the actor (before anything
-                        # else runs): a caller that hears of the loss finds it reloading.
-                        self._fail_acks(actor, error)
-                yield [(actor, why) for actor, _, why in refused]
-                continue
-            if not self._dirty:
-                if not self._in_flight and self._flushers:
-                    flushers, self._flushers = self._flushers, []
-                    for settled in flushers:
-                        _resolve(settled)
-                await self._sleep()
-                continue
-            if not self._urgent and len(self._dirty) < self._batch_size:
-                await self._gather()
-            if len(self._writers) >= self._concurrency:
-                await self._sleep()  # a writer finishing wakes us
-                continue
-            if self.failures:  # the store is failing: back off before the next attempt
-                await self._back_off()
-            actors, writes = self._take_batch()
-            if not actors:
-                if self._dirty:  # every dirty actor is in a batch in flight: wait for one
-                    await self._sleep()
-                continue  # (or the store refused every one of them: nothing is left)
-            writer = loop.create_task(self._write(actors, writes))
-            self._writers.add(writer)
-            writer.add_done_callback(self._writer_done)
+        store, and the consumer reloads them. Everything else it settles itself. (An async
+        generator, which mypyc cannot compile: it lives in `_writer.py`, kept interpreted.)"""
+        return run_writer(self)
 
     async def _back_off(self) -> None:
         """Wait before the next attempt while the store fails. A batch in flight that succeeds

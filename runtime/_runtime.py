@@ -17,6 +17,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
+from mypy_extensions import mypyc_attr
+
 from actors import (
     SUBJECT_PASSIVATED,
     Middleware,
@@ -68,6 +70,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 INLINE_BUDGET = 64  # turns a caller may run inline before it takes the mailbox path once
 
 
+# Subclassed by the testing kit: the compiled build allows interpreted subclasses.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Runtime:
     """Hosts subject actors: `async with Runtime() as rt: await rt.subject("a").set("x", 1)`.
 

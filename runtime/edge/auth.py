@@ -8,9 +8,8 @@ Without tokens configured everyone may do everything; that is only allowed on lo
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 
-from actors._patterns import compile_pattern
+from actors._patterns import Matcher, compile_pattern
 
 from .config import RIGHTS, EdgeConfig, is_loopback
 from .errors import EdgeError
@@ -25,7 +24,7 @@ class Principal:
         self.name = name
         # Rights held on every subject need no pattern matching per request.
         self._everywhere = frozenset(r for r, patterns in rights.items() if "*" in patterns)
-        self._matchers: dict[str, tuple[Callable[[str], bool], ...]] = {
+        self._matchers: dict[str, tuple[Matcher, ...]] = {
             right: tuple(compile_pattern(p) for p in patterns)
             for right, patterns in rights.items()}
 

@@ -8,12 +8,11 @@ WebSocket, a CloudEvent or `rt.tell` in Python.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
 
-from actors._patterns import compile_pattern
+from actors._patterns import Matcher, compile_pattern
 
 from .._runtime import Runtime
 from .errors import EdgeError
@@ -25,7 +24,7 @@ class Schema(msgspec.Struct, frozen=True):
     event_type: str
     subject: str  # a glob pattern
     type: Any
-    matches: Callable[[str], bool]
+    matches: Matcher
 
 
 class Edge:

@@ -12,13 +12,12 @@ len(name) x len(pattern) to match (`actors._patterns`), tens of microseconds for
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol
 
 import msgspec
 
 from actors import PROPERTY_CHANGED, PROPERTY_DELETED
-from actors._patterns import compile_pattern
+from actors._patterns import Matcher, compile_pattern
 
 from .._observe import Observed
 from .._runtime import Runtime
@@ -38,7 +37,7 @@ class Subscriber(Protocol):
 class WatchHub:
     def __init__(self, runtime: Runtime, per_subscriber: int, total: int) -> None:
         self._rt = runtime
-        self._watches: dict[Subscriber, dict[str, Callable[[str], bool]]] = {}
+        self._watches: dict[Subscriber, dict[str, Matcher]] = {}
         self._per_subscriber = per_subscriber
         self._total = total
         self._count = 0  # patterns watched, over all subscribers

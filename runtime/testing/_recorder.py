@@ -25,7 +25,7 @@ class EventRecorder:
                property: str | None = None) -> list[Observed]:
         """The events recorded so far, in order, whose type, subject name and property name
         (for property events) match these glob patterns; None matches anything."""
-        tests: list[Callable[[Observed], bool]] = []
+        tests: list[Callable[[Observed], object]] = []
         if type is not None:
             type_matches = compile_pattern(type)
             tests.append(lambda e: type_matches(e.event_type))

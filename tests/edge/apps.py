@@ -18,10 +18,18 @@ class Reboot(msgspec.Struct):
     reason: str = "unspecified"
 
 
+class GatedRuntime(Runtime):
+    """A runtime with the gate that `blocked` handlers wait for (a subclass, not an attribute set
+    on a `Runtime`: the compiled build's `Runtime` has no `__dict__`)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.gate = asyncio.Event()
+
+
 def make_edge(**runtime_options: Any) -> Edge:
-    rt = Runtime(passivate_after=None, **runtime_options)
-    gate = asyncio.Event()  # `blocked` handlers wait for it
-    rt.gate = gate  # type: ignore[attr-defined]
+    rt = GatedRuntime(passivate_after=None, **runtime_options)
+    gate = rt.gate
 
     @rt.on("count", subject="*")
     async def count(ctx):
