@@ -18,6 +18,12 @@ class Reboot(msgspec.Struct):
     reason: str = "unspecified"
 
 
+class Note(msgspec.Struct):
+    """Declared for every subject: its own path in the OpenAPI document describes it exactly."""
+    text: str
+    tags: list[str] = []
+
+
 def make_edge(**runtime_options: Any) -> Edge:
     rt = Runtime(passivate_after=None, **runtime_options)
     gate = asyncio.Event()  # `blocked` handlers wait for it
@@ -61,6 +67,7 @@ def make_edge(**runtime_options: Any) -> Edge:
 
     edge = Edge(rt)
     edge.schema("reboot", Reboot, subject="device:*")
+    edge.schema("note", Note)
     return edge
 
 
