@@ -37,7 +37,7 @@ _MISSING: Any = object()
 _RUNTIME = (409, 500, 503)  # a stopped subject, a failed turn or corrupt snapshot, unavailable
 _ERRORS_READ = (400, 403, 404, *_RUNTIME)
 _ERRORS_BODY = (400, 403, 408, 413, 415, 422, *_RUNTIME)
-_BOOLEAN = {"type": "boolean"}
+_BOOLEAN: dict[str, Any] = {"type": "boolean"}
 _DURABLE = {"durable": (_BOOLEAN, "wait until the snapshot is committed (default: true, "
                                   "unless the server runs with --no-durable)")}
 
@@ -289,7 +289,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
                (404, 405) else str(exc.detail))
     headers = exc.headers
     if exc.status_code == 405:
-        headers = {**(headers or {}), "allow": _allowed(request)}
+        headers = {k: v for k, v in (headers or {}).items() if k.lower() != "allow"}
+        headers["allow"] = _allowed(request)
     return Response(_encode({"error": code, "message": message}), exc.status_code,
                     headers, _JSON)
 

@@ -49,7 +49,7 @@ _PATH_PARAMETERS = {"name": shapes.NAME, "event_type": shapes.NAME, "prop": shap
 
 def operation(*, right: str | None, ok: int = 200, errors: Sequence[int] = (),
               also: Mapping[int, str] | None = None,
-              query: dict[str, tuple[QuerySchema, str]] | None = None,
+              query: Mapping[str, tuple[QuerySchema, str]] | None = None,
               body: dict[str, Any] | None = None, body_required: bool = False,
               content: dict[str, Any] | None = None) -> Callable[[F], F]:
     """Describe an endpoint for the OpenAPI document: the right it needs, its success status
