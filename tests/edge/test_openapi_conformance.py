@@ -77,7 +77,9 @@ def test_the_document_states_what_the_server_does(tmp_path):
             runs[tokens] = schemathesis(url, tmp_path / f"tokens-{tokens}", tokens)
         failed = []
         for tokens, run in runs.items():
-            output, _ = run.communicate(timeout=240)
+            # About 65 s of CPU for both runs, 40 s on two idle cores; a loaded machine takes
+            # several times that, which is no failure of the document.
+            output, _ = run.communicate(timeout=600)
             if run.returncode != 0:
                 failed.append(f"--- with tokens: {tokens}, exit code {run.returncode}\n"
                               f"{output}")
