@@ -15,7 +15,7 @@ from actors._values import MAX_DEPTH
 from .cloudevents import BATCH, STRUCTURED
 from .inputs import MAX_JSON_DEPTH
 
-_REF = "#/components/schemas/"
+_REF = "#/components/schemas/edge."  # "." is in no Python class name: no payload struct
 NAME = {"$ref": _REF + "Name"}
 PROPERTY = {"$ref": _REF + "Property"}
 VALUE = {"$ref": _REF + "Value"}
@@ -54,17 +54,17 @@ def components() -> dict[str, Any]:
     text = {"type": "string", "pattern": "^[^\\x00]*$",
             "description": "Text without NUL (U+0000), which PostgreSQL's JSONB refuses"}
     return {
-        "Name": {
+        "edge.Name": {
             "type": "string", "minLength": 1, "maxLength": MAX_NAME_BYTES,
             "pattern": name_pattern(),
             "description": f"A subject name or event type: at most {MAX_NAME_BYTES} bytes of "
                            "UTF-8, printable characters only (no whitespace, no control or "
                            "unassigned code points, per Python's str.isprintable). A '/' in "
                            "a path is sent as %2F."},
-        "Property": {**text, "minLength": 1, "description": "A property name: non-empty text "
-                                                            "without NUL (U+0000)"},
-        "Text": text,
-        "Value": {
+        "edge.Property": {**text, "minLength": 1,
+                          "description": "A property name: non-empty text without NUL"},
+        "edge.Text": text,
+        "edge.Value": {
             "description": f"A property value: JSON whose texts (and keys) have no NUL and "
                            f"whose arrays and objects nest at most {MAX_DEPTH} levels deep",
             "x-max-depth": MAX_DEPTH,
@@ -72,12 +72,12 @@ def components() -> dict[str, Any]:
                       {"type": "array", "items": VALUE},
                       {"type": "object", "propertyNames": {"$ref": _REF + "Text"},
                        "additionalProperties": VALUE}]},
-        "Payload": {
+        "edge.Payload": {
             "description": f"An event payload: any JSON, nested at most {MAX_JSON_DEPTH} "
                            "levels deep (handlers that store it refuse what a property "
                            "value cannot hold, 422)",
             "x-max-depth": MAX_JSON_DEPTH},
-        "CloudEvent": {
+        "edge.CloudEvent": {
             "type": "object", "required": ["specversion", "id", "source", "type", "subject"],
             "properties": {
                 "specversion": {"const": "1.0"},

@@ -269,7 +269,7 @@ async def test_openapi_requires_a_token_exactly_where_the_server_does(serve):
 
 async def test_the_document_limits_names_as_the_server_does(http):
     doc = (await http.get("/openapi.json")).json()
-    name = doc["components"]["schemas"]["Name"]
+    name = doc["components"]["schemas"]["edge.Name"]
     pattern = re.compile(name["pattern"].replace("$", r"\Z"))
     for valid in ("a", "device:prod-01", "é/ü", "\U0001F600", "x" * 300):
         assert pattern.match(valid), valid
