@@ -17,12 +17,12 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Match, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from .._errors import BatchFailed
 from .._runtime import Runtime
-from . import cloudevents, inputs, openapi, websocket
+from . import cloudevents, inputs, openapi, shapes, websocket
 from .config import EdgeConfig
 from .errors import EdgeError, bad_request, from_exception
 from .schemas import Edge
@@ -32,9 +32,14 @@ _encode = msgspec.json.encode
 _JSON = "application/json"
 _ACCEPTED = b'{"accepted":true}'
 _MISSING: Any = object()
-_ERRORS_WRITE = (400, 401, 403, 404, 409, 413, 415, 422, 500, 503, 504)
-_DURABLE = {"durable": ("boolean", "wait until the snapshot is committed (default: true, "
-                                   "unless the server runs with --no-durable)")}
+# Statuses for the OpenAPI document (401 is added where tokens are configured). Every route
+# under /subjects answers 404 to a path of another number of segments (see `inputs.segments`).
+_RUNTIME = (409, 500, 503)  # a stopped subject, a failed turn or corrupt snapshot, unavailable
+_ERRORS_READ = (400, 403, 404, *_RUNTIME)
+_ERRORS_BODY = (400, 403, 408, 413, 415, 422, *_RUNTIME)
+_BOOLEAN: dict[str, Any] = {"type": "boolean"}
+_DURABLE = {"durable": (_BOOLEAN, "wait until the snapshot is committed (default: true, "
+                                  "unless the server runs with --no-durable)")}
 
 
 _ACCEPTED_HEADERS = ((b"content-length", b"%d" % len(_ACCEPTED)),
@@ -79,9 +84,14 @@ class HttpApi:
         self.durable = service.config.durable
         self._openapi: bytes | None = None
 
-    @openapi.operation(right="write", ok=202, errors=_ERRORS_WRITE, query={
-        "reply": ("boolean", "wait for the handler's reply (an ask) and answer with it"),
-        "timeout": ("number", "seconds to wait for the reply")})
+    @openapi.operation(
+        right="write", ok=202, errors=(*_ERRORS_BODY, 404, 504),
+        also={200: "With `reply=true`: the reply of the subject's handlers"}, query={
+            "reply": (_BOOLEAN, "wait for the handler's reply (an ask) and answer with it"),
+            "timeout": (lambda config: {"type": "number", "exclusiveMinimum": 0,
+                                        "maximum": config.max_ask_timeout},
+                        "seconds to wait for the reply (checked even without `reply`)")},
+        body=shapes.PAYLOAD)
     async def send_event(self, request: Request) -> Response:
         """Send an event to a subject
         202 once the event is safely in the subject's mailbox; with `?reply=true` the reply of
@@ -94,15 +104,18 @@ class HttpApi:
         principal.require("write", name)
         payload = await inputs.read_json(request, self.limit)
         payload = service.edge.validate(kind, name, payload)
-        if request.scope["query_string"] and inputs.flag(request, "reply"):
+        if request.scope["query_string"]:
+            # `timeout` is checked even without `reply`: a request the document calls invalid
+            # is refused, whatever else it asks for.
             config = service.config
             timeout = inputs.seconds(inputs.query(request, "timeout"), config.ask_timeout,
                                      config.max_ask_timeout)
-            return json(await service.ask(name, kind, payload, timeout))
+            if inputs.flag(request, "reply"):
+                return json(await service.ask(name, kind, payload, timeout))
         await service.tell(name, kind, payload)
         return _Accepted()
 
-    @openapi.operation(right="read", errors=(400, 401, 403, 503))
+    @openapi.operation(right="read", errors=_ERRORS_READ)
     async def get_subject(self, request: Request) -> Response:
         """A subject's properties and version
         Every address exists: a subject never written has version 0 and no properties."""
@@ -110,7 +123,7 @@ class HttpApi:
         view = await self.service.guarded(self.rt.subject(name).state())
         return json({"name": name, "version": view.version, "properties": view.properties})
 
-    @openapi.operation(right="read", errors=(400, 401, 403, 404, 503))
+    @openapi.operation(right="read", errors=_ERRORS_READ)
     async def get_property(self, request: Request) -> Response:
         """One property of a subject (404 if it has none of that name)"""
         name, prop = self._subject(request, 5, "read")
@@ -123,8 +136,8 @@ class HttpApi:
         durable = inputs.flag(request, "durable")
         return self.durable if durable is None else durable
 
-    @openapi.operation(right="write", errors=_ERRORS_WRITE, query=_DURABLE,
-                       body={"type": "object", "description": "property names to new values"})
+    @openapi.operation(right="write", errors=(*_ERRORS_BODY, 404), query=_DURABLE,
+                       body=shapes.properties_body(), body_required=True)
     async def patch_properties(self, request: Request) -> Response:
         """Set several properties in one turn
         Answers the subject's new version once the turn is applied (and its snapshot committed
@@ -139,8 +152,8 @@ class HttpApi:
             self.rt.subject(name).patch(values, durable=durable))
         return json({"name": name, "version": version})
 
-    @openapi.operation(right="write", errors=_ERRORS_WRITE, query=_DURABLE, body={
-        "type": "object", "description": "subject names to objects of property names to values"})
+    @openapi.operation(right="write", errors=_ERRORS_BODY, query=_DURABLE,
+                       body=shapes.batch_body(), body_required=True)
     async def patch_many(self, request: Request) -> Response:
         """Set properties of many subjects, one turn each
         Answers every subject's new version once all their turns are applied (and snapshots
@@ -176,7 +189,7 @@ class HttpApi:
             raise from_exception(exc, service.config.retry_after) from exc
         return json({"versions": versions})
 
-    @openapi.operation(right="write", errors=(400, 401, 403, 409, 500, 503), query=_DURABLE)
+    @openapi.operation(right="write", errors=(*_ERRORS_READ, 422), query=_DURABLE)
     async def delete_property(self, request: Request) -> Response:
         """Delete a property (`deleted` says whether it existed)"""
         name, prop = self._subject(request, 5, "write")
@@ -185,15 +198,15 @@ class HttpApi:
             self.rt.subject(name).delete(prop, durable=durable))
         return json({"name": name, "property": prop, "deleted": deleted})
 
-    @openapi.operation(right="write", ok=202, errors=(400, 401, 403, 413, 415, 422, 503), body={
-        "description": "a CloudEvent (structured), an array of them (batch) or its data "
-                       "(binary mode, attributes in ce-* headers)"})
+    @openapi.operation(right="write", ok=202, errors=_ERRORS_BODY, body_required=True,
+                       content=shapes.cloudevents_content())
     async def cloudevents(self, request: Request) -> Response:
         """Deliver CloudEvents (structured, binary or batch mode)
         `subject` is the address, `type` the event type, `data` the payload. An event whose
         (source, id, subject) was delivered recently is dropped as a duplicate (still 202). A
         batch is checked whole before any event is delivered; if delivery stops (503), the
-        events delivered so far are listed and the whole batch may be sent again."""
+        events delivered so far are listed and the whole batch may be sent again. Binary mode
+        is accepted too: the data as the body (JSON or text), attributes in ce-* headers."""
         service = self.service
         principal = service.enter(request)
         body = await inputs.read_body(request, self.limit)
@@ -251,8 +264,8 @@ class HttpApi:
     async def openapi_json(self, request: Request) -> Response:
         """This document"""
         if self._openapi is None:
-            self._openapi = _encode(openapi.document(request.app.routes,
-                                                     self.service.edge.schemas()))
+            self._openapi = _encode(openapi.document(
+                request.app.routes, self.service.edge.schemas(), self.service.config))
         return Response(self._openapi, media_type=_JSON)
 
     def _subject(self, request: Request, count: int, right: str) -> tuple[str, str]:
@@ -274,8 +287,26 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     message = (f"no route for {request.method} {request.url.path}" if exc.status_code in
                (404, 405) else str(exc.detail))
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {k: v for k, v in (headers or {}).items() if k.lower() != "allow"}
+        headers["allow"] = _allowed(request)
     return Response(_encode({"error": code, "message": message}), exc.status_code,
-                    exc.headers, _JSON)
+                    headers, _JSON)
+
+
+def _allowed(request: Request) -> str:
+    """Every method of the path, not only those of the first route that matched it (Starlette's
+    `Allow`): GET and DELETE of a property are two routes. Routes of another number of segments
+    only match through a `{name:path}` and answer 404 (see `inputs.segments`)."""
+    raw: bytes = request.scope.get("raw_path") or request.url.path.encode()
+    count = raw.count(b"/")
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if (isinstance(route, Route) and route.path.count("/") == count
+                and route.matches(request.scope)[0] != Match.NONE):
+            methods |= route.methods or set()
+    return ", ".join(sorted(methods))
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:

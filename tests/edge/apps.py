@@ -27,6 +27,12 @@ class GatedRuntime(Runtime):
         self.gate = asyncio.Event()
 
 
+class Note(msgspec.Struct):
+    """Declared for every subject: its own path in the OpenAPI document describes it exactly."""
+    text: str
+    tags: list[str] = []
+
+
 def make_edge(**runtime_options: Any) -> Edge:
     rt = GatedRuntime(passivate_after=None, **runtime_options)
     gate = rt.gate
@@ -69,6 +75,7 @@ def make_edge(**runtime_options: Any) -> Edge:
 
     edge = Edge(rt)
     edge.schema("reboot", Reboot, subject="device:*")
+    edge.schema("note", Note)
     return edge
 
 

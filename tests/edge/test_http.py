@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from urllib.parse import quote
 
 import httpx
 import pytest
 
 from runtime import Runtime
+from runtime.edge import Token
 from storage import SQLiteStore
 from tests.edge.apps import make_edge
 
@@ -231,16 +234,65 @@ async def test_health_and_readiness(serve, tmp_path):
 async def test_openapi_is_generated_from_the_routes_and_schemas(http):
     doc = (await http.get("/openapi.json")).json()
     paths = doc["paths"]
-    assert set(paths["/subjects/{name}/events/{event_type}"]) == {"post"}
+    send = paths["/subjects/{name}/events/{event_type}"]
+    assert set(send) == {"post"}
     assert set(paths["/subjects/{name}/properties/{prop}"]) == {"get", "delete"}
     assert "patch" in paths["/subjects/{name}/properties"]
     assert set(paths["/subjects"]) == {"patch"}
     assert "post" in paths["/events"] and "get" in paths["/readyz"]
-    reboot = paths["/subjects/{name}/events/reboot"]["post"]
-    ref = reboot["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    # A schema declared for every subject describes its own path's body; one declared for
+    # some subjects (reboot, device:*) cannot, and is listed on the generic operation.
+    note = paths["/subjects/{name}/events/note"]["post"]
+    ref = note["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     schema = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
-    assert schema["required"] == ["delay"] and schema["properties"]["delay"]["type"] == "integer"
-    assert "422" in paths["/subjects/{name}/events/{event_type}"]["post"]["responses"]
+    assert schema["required"] == ["text"] and schema["properties"]["text"]["type"] == "string"
+    assert "/subjects/{name}/events/reboot" not in paths
+    listed = {s["event_type"]: s for s in send["post"]["x-payload-schemas"]}
+    assert listed["reboot"]["subjects"] == "device:*"
+    responses = send["post"]["responses"]
+    assert {"200", "202", "409", "422", "504"} <= set(responses)
+
+
+async def test_openapi_requires_a_token_exactly_where_the_server_does(serve):
+    for tokens, secured in (((), False),
+                            ((Token.from_secret("t", "s3cret"),), True)):
+        edge = await serve(tokens=tokens)
+        async with edge.http() as http:
+            doc = (await http.get("/openapi.json")).json()
+        send = doc["paths"]["/subjects/{name}/events/{event_type}"]["post"]
+        health = doc["paths"]["/healthz"]["get"]
+        assert ("security" in send, "401" in send["responses"]) == (secured, secured)
+        if secured:
+            assert send["security"] == [{"bearer": []}]  # required, not optional
+        assert "security" not in health and "401" not in health["responses"]
+
+
+async def test_the_document_limits_names_as_the_server_does(http):
+    doc = (await http.get("/openapi.json")).json()
+    name = doc["components"]["schemas"]["edge.Name"]
+    pattern = re.compile(name["pattern"].replace("$", r"\Z"))
+    for valid in ("a", "device:prod-01", "é/ü", "\U0001F600", "x" * 300):
+        assert pattern.match(valid), valid
+    for invalid in ("a b", "a\x00", "tab\t", "\u2028", "\U000E0001", "\U000A0000", ""):
+        assert not pattern.match(invalid), repr(invalid)
+        assert (await http.get(f"/subjects/{quote(invalid, safe='')}")).status_code in (
+            400, 404), repr(invalid)
+    assert name["maxLength"] == 255
+
+
+async def test_timeout_is_checked_even_without_reply(http):
+    for bad in ("0", "-1", "null", "1e9"):
+        r = await http.post(f"/subjects/a:1/events/count?timeout={bad}")
+        assert r.status_code == 400, bad
+    assert (await http.post("/subjects/a:1/events/count?timeout=5")).status_code == 202
+
+
+async def test_405_allows_every_method_of_the_path(http):
+    r = await http.request("OPTIONS", "/subjects/a:1/properties/p")
+    assert r.status_code == 405
+    assert r.headers["allow"] == "DELETE, GET, HEAD"
+    r = await http.put("/subjects/a:1/events/count")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
 
 
 async def test_cors_is_configurable(serve):
