@@ -1,0 +1,339 @@
+"""The writer's bounds: batch size, batches in flight, shutdown, group commit, retry backoff.
+
+Each test runs the real pipeline against the real in-memory store, instrumented (`Recorder`)
+to count what is in flight and to hold writes at a gate. Every wait is bounded (`within`,
+`until`): a broken writer fails in seconds, saying what did not happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+
+from runtime import NotDurable, Runtime, StaleVersion
+from runtime._persistence import discarded_error
+from runtime.testing import VirtualClock, settle
+from storage import MemoryStore, SnapshotRefused, StoreUnavailable
+
+T = TypeVar("T")
+BOUND = 5.0  # seconds any single wait may take before the test fails
+
+
+class Recorder(MemoryStore):
+    """The real in-memory store, recording its batches and how many are in flight at once;
+    writes wait at `gate` while it is clear, and fail while `down` is set."""
+
+    def __init__(self, write_concurrency: int | None = None) -> None:
+        super().__init__()
+        if write_concurrency is not None:
+            self.write_concurrency = write_concurrency
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.down = False
+        self.batches: list[list[str]] = []
+        self.flying: set[str] = set()  # names in a batch being written
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.overlaps: list[str] = []  # names sent while a batch in flight held them
+        self.cancelled = 0
+
+    async def save_many(self, writes: Any) -> list[str]:
+        names = [w.name for w in writes]
+        self.batches.append(names)
+        self.overlaps += [n for n in names if n in self.flying]
+        self.flying.update(names)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await self.gate.wait()
+            if self.down:
+                raise StoreUnavailable("the store is down (test)")
+            return await super().save_many(writes)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        finally:
+            self.in_flight -= 1
+            self.flying.difference_update(names)
+
+    def written(self) -> list[str]:
+        return [name for batch in self.batches for name in batch]
+
+
+async def within(aw: Awaitable[T], what: str, seconds: float = BOUND) -> T:
+    """`await aw`, failing the test with `what` if it takes over `seconds` (a `NotDurable` of
+    its own, also a TimeoutError, passes through)."""
+    bound = asyncio.timeout(seconds)
+    try:
+        async with bound:
+            return await aw
+    except TimeoutError:
+        if bound.expired():
+            pytest.fail(f"{what}: did not happen within {seconds} s", pytrace=False)
+        raise
+
+
+async def until(check: Callable[[], bool], what: str, seconds: float = BOUND) -> None:
+    async def poll() -> None:
+        while not check():
+            await asyncio.sleep(0.002)
+
+    await within(poll(), what, seconds)
+
+
+async def stored(store: MemoryStore, names: list[str]) -> dict[str, bytes]:
+    return {name: snap.properties for name, snap in (await store.load_many(names)).items()}
+
+
+# -- batch size ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("concurrency", [None, 3])
+async def test_a_batch_never_exceeds_flush_batch(concurrency):
+    store = Recorder(concurrency)
+    names = [f"d:{i}" for i in range(50)]
+    async with Runtime(store, passivate_after=None, flush_batch=7, flush_delay=0.01) as rt:
+        await rt.patch_many({name: {"x": 1} for name in names})
+        await within(rt.flush(), "flush of 50 subjects")
+        sizes = [len(batch) for batch in store.batches]
+        assert max(sizes) == 7, sizes  # full batches, never more
+        assert sorted(store.written()) == sorted(names)  # each once
+        assert len(await stored(store, names)) == 50
+
+
+async def test_a_batch_of_exactly_flush_batch_goes_out_whole():
+    store = Recorder()
+    async with Runtime(store, passivate_after=None, flush_batch=5, flush_delay=0.05) as rt:
+        await rt.patch_many({f"d:{i}": {"x": i} for i in range(5)})
+        await within(rt.flush(), "flush")
+        assert [len(batch) for batch in store.batches] == [5]
+
+
+# -- batches in flight --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("declared", "allowed"), [(None, 1), (0, 1), (1, 1), (2, 2), (3, 3)])
+async def test_at_most_write_concurrency_batches_are_in_flight(declared, allowed):
+    store = Recorder(declared)
+    store.gate.clear()
+    names = [f"d:{i}" for i in range(6)]
+    async with Runtime(store, passivate_after=None, flush_batch=1, flush_delay=0) as rt:
+        for name in names:
+            await rt.subject(name).set("x", 1)
+        await until(lambda: store.in_flight == allowed, f"{allowed} batches in flight")
+        await asyncio.sleep(0.05)  # time for a writer that ignores its bound to start more
+        assert store.in_flight == allowed and len(store.batches) == allowed
+        store.gate.set()
+        await within(rt.flush(), "flush once the gate is open")
+    assert store.most_in_flight == allowed
+    assert len(await stored(store, names)) == 6
+
+
+async def test_a_subject_is_never_in_two_batches_in_flight():
+    """Its next snapshot is based on the version the one in flight stores: it waits."""
+    store = Recorder(3)
+    store.gate.clear()
+    names = [f"d:{i}" for i in range(6)]
+    async with Runtime(store, passivate_after=None, flush_batch=2, flush_delay=0) as rt:
+        for name in names:
+            await rt.subject(name).set("x", 1)
+        await until(lambda: store.in_flight == 3, "three batches in flight")
+        await rt.subject("d:0").set("x", 2)
+        await rt.subject("d:9").set("x", 1)
+        await asyncio.sleep(0.05)
+        assert len(store.batches) == 3  # d:0 waits for its batch; so does d:9 (no writer free)
+        store.gate.set()
+        await within(rt.flush(), "flush once the gate is open")
+    assert store.overlaps == []
+    assert (await stored(store, ["d:0"]))["d:0"] == b'{"x":2}'
+    assert len(await stored(store, [*names, "d:9"])) == 7
+
+
+async def test_a_dirty_subject_waits_while_its_batch_is_in_flight_and_the_rest_go():
+    store = Recorder(2)
+    store.gate.clear()
+    async with Runtime(store, passivate_after=None, flush_batch=10, flush_delay=0) as rt:
+        await rt.subject("a").set("x", 1)
+        await until(lambda: store.in_flight == 1, "a's batch in flight")
+        await rt.subject("a").set("x", 2)
+        await rt.subject("b").set("x", 1)
+        await until(lambda: store.in_flight == 2, "b's batch in flight beside a's")
+        assert store.batches == [["a"], ["b"]]
+        store.gate.set()
+        await within(rt.flush(), "flush once the gate is open")
+    assert store.batches[2:] == [["a"]] and store.overlaps == []
+    assert (await stored(store, ["a"]))["a"] == b'{"x":2}'
+
+
+# -- shutdown -----------------------------------------------------------------------------------
+
+
+async def test_stop_cancels_a_write_in_flight_and_loses_nothing_acknowledged():
+    store = Recorder()
+    rt = Runtime(store, passivate_after=None, flush_delay=0, durable_timeout=30)
+    await rt.start()
+    assert await within(rt.subject("d").set("n", 1, durable=True), "first durable set") == 1
+    store.gate.clear()
+    pending = asyncio.create_task(rt.subject("d").set("n", 2, durable=True))
+    await until(lambda: store.in_flight == 1, "the second write in flight")
+    await within(rt.close(timeout=0.1), "close with a write hanging")
+    assert store.cancelled == 1 and store.in_flight == 0
+    with pytest.raises(NotDurable, match="stopped before the write"):
+        await within(pending, "the pending durable set's answer")
+    assert (await stored(store, ["d"]))["d"] == b'{"n":1}'  # what was acknowledged is there
+
+
+async def test_a_write_acknowledged_after_stop_fails_at_once():
+    store = Recorder()
+    rt = Runtime(store, passivate_after=None, flush_delay=0)
+    await rt.start()
+    await rt.subject("d").set("n", 1)
+    actor = rt._actors["d"]
+    await within(rt.close(), "close")
+    pipeline = rt._pipeline
+    assert pipeline is not None
+    actor.version += 1  # a turn that outlived the shutdown
+    fut = asyncio.get_running_loop().create_future()
+    pipeline.acknowledge(actor, actor.version, fut, "result", None)
+    assert fut.done()
+    with pytest.raises(NotDurable, match="stopped before the write"):
+        fut.result()
+
+
+# -- group commit -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hurry", ["flush", "store", "durable set"])
+async def test_group_commit_still_gathers_after_a_hurried_write(hurry):
+    store = Recorder()
+    async with Runtime(store, passivate_after=None, flush_delay=0.3) as rt:
+        if hurry == "flush":
+            await rt.subject("first").set("x", 1)
+            await within(rt.flush(), "flush")
+        elif hurry == "store":
+            await rt.subject("first").set("x", 1)
+            await within(rt.subject("first").store(), "store()")
+        else:
+            await within(rt.subject("first").set("x", 1, durable=True), "durable set")
+        before = len(store.batches)
+        names = [f"g:{i}" for i in range(5)]
+        for name in names:
+            await rt.subject(name).set("x", 1)
+            await asyncio.sleep(0.005)  # the writer runs between these turns
+        await until(lambda: len(store.batches) > before, "the gathered batch")
+        assert store.batches[before:] == [names]  # one batch: the writer gathered them
+
+
+async def test_group_commit_waits_for_flush_delay_only():
+    store = Recorder()
+    async with Runtime(store, passivate_after=None, flush_delay=0.2) as rt:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await rt.subject("a").set("x", 1)
+        await until(lambda: len(store.batches) == 1, "the batch after flush_delay")
+        took = loop.time() - began
+        assert 0.15 <= took < 2.0, took
+
+
+# -- retry backoff ------------------------------------------------------------------------------
+
+
+async def _next_wait(clock: VirtualClock) -> float:
+    await settle()
+    due = clock.next_deadline()
+    assert due is not None, "the writer set no timer"
+    return due - clock.now()
+
+
+async def test_retry_backs_off_exponentially_up_to_5_s_and_resets_on_success():
+    clock = VirtualClock()
+    store = Recorder()
+    store.down = True
+    async with Runtime(store, passivate_after=None, flush_delay=0, clock=clock) as rt:
+        await rt.subject("a").set("x", 1)
+        waits = []
+        for _ in range(9):
+            wait = await _next_wait(clock)
+            waits.append(wait)
+            await clock.advance(wait)
+        for n, wait in enumerate(waits, 1):
+            base = min(5.0, 0.05 * 2 ** (n - 1))
+            assert base <= wait <= base * 1.2 + 1e-9, (n, waits)
+        store.down = False
+        await clock.advance(await _next_wait(clock))
+        await settle()
+        assert (await stored(store, ["a"]))["a"] == b'{"x":1}'
+        assert rt._pipeline is not None and rt._pipeline.failures == 0
+        store.down = True  # fails again: the backoff starts over
+        await rt.subject("a").set("x", 2)
+        assert 0.05 <= await _next_wait(clock) <= 0.06 + 1e-9
+        store.down = False
+        await clock.advance(0.06)
+        await settle()
+        assert (await stored(store, ["a"]))["a"] == b'{"x":2}'
+
+
+async def test_a_batch_that_succeeds_ends_the_backoff_of_the_others():
+    """The store is back: the writer retries at once, not after its step of backoff."""
+    clock = VirtualClock()
+    store = Recorder(2)
+    store.gate.clear()
+    async with Runtime(store, passivate_after=None, flush_delay=0, flush_batch=1,
+                       clock=clock) as rt:
+        await rt.subject("slow").set("x", 1)
+        await settle()
+        assert store.in_flight == 1
+        store.down = True
+        failing = store.save_many
+
+        async def fail_b(writes: Any) -> list[str]:
+            if [w.name for w in writes] == ["b"] and store.down:
+                raise StoreUnavailable("b fails (test)")
+            return await failing(writes)
+
+        store.save_many = fail_b  # type: ignore[method-assign]
+        await rt.subject("b").set("x", 1)
+        await settle()
+        assert await _next_wait(clock) > 0  # backing off
+        store.down = False
+        store.gate.set()  # "slow" succeeds: the backoff ends, time stands still
+        await settle()
+        assert len(await stored(store, ["slow", "b"])) == 2
+
+
+# -- refused writes -----------------------------------------------------------------------------
+
+
+async def test_flush_reports_stale_writes_with_their_subjects_once():
+    store = MemoryStore()
+    names = [f"s:{i}" for i in range(5)]
+    async with Runtime(store, passivate_after=None, flush_delay=0) as one, \
+            Runtime(store, passivate_after=None, flush_delay=0) as two:
+        for name in names:
+            assert await two.subject(name).get("x") is None  # activated at v0
+            await one.subject(name).set("x", "one", durable=True)
+        for name in names:
+            await two.subject(name).set("x", "two")
+        with pytest.raises(StaleVersion) as flushed:
+            await within(two.flush(), "flush of stale writes")
+        assert flushed.value.subjects == tuple(names)
+        assert "5 subject(s)" in str(flushed.value) and "(and 2 more)" in str(flushed.value)
+        await within(two.flush(), "second flush")  # reported once: nothing raised
+    assert set((await stored(store, names)).values()) == {b'{"x":"one"}'}
+
+
+def test_discarded_error_prefers_stale_and_names_every_subject():
+    stale = StaleVersion("stale")
+    refused = SnapshotRefused("refused")
+    both = discarded_error({"a": refused, "b": stale})
+    assert isinstance(both, StaleVersion) and both.subjects == ("a", "b")
+    only = discarded_error({"a": refused, "b": refused, "c": refused})
+    assert type(only) is SnapshotRefused and only.subjects == ("a", "b", "c")
+    assert str(only) == ("the unsaved changes of 3 subject(s) were discarded since the last "
+                         "flush: a: refused; b: refused; c: refused")
+    four = discarded_error(dict.fromkeys("abcd", refused))
+    assert str(four).endswith("c: refused (and 1 more)")
+
