@@ -63,6 +63,14 @@ class Recorder(MemoryStore):
         return [name for batch in self.batches for name in batch]
 
 
+def runtime(store: MemoryStore, **options: Any) -> Runtime:
+    """A runtime on `store` whose shutdown is bounded too: a test that fails with a write
+    held at the gate must not wait out the default 30 s on its way out."""
+    options.setdefault("passivate_after", None)
+    options.setdefault("shutdown_timeout", 2.0)
+    return Runtime(store, **options)
+
+
 async def within(aw: Awaitable[T], what: str, seconds: float = BOUND) -> T:
     """`await aw`, failing the test with `what` if it takes over `seconds` (a `NotDurable` of
     its own, also a TimeoutError, passes through)."""
@@ -95,7 +103,7 @@ async def stored(store: MemoryStore, names: list[str]) -> dict[str, bytes]:
 async def test_a_batch_never_exceeds_flush_batch(concurrency):
     store = Recorder(concurrency)
     names = [f"d:{i}" for i in range(50)]
-    async with Runtime(store, passivate_after=None, flush_batch=7, flush_delay=0.01) as rt:
+    async with runtime(store, flush_batch=7, flush_delay=0.01) as rt:
         await rt.patch_many({name: {"x": 1} for name in names})
         await within(rt.flush(), "flush of 50 subjects")
         sizes = [len(batch) for batch in store.batches]
@@ -106,7 +114,7 @@ async def test_a_batch_never_exceeds_flush_batch(concurrency):
 
 async def test_a_batch_of_exactly_flush_batch_goes_out_whole():
     store = Recorder()
-    async with Runtime(store, passivate_after=None, flush_batch=5, flush_delay=0.05) as rt:
+    async with runtime(store, flush_batch=5, flush_delay=0.05) as rt:
         await rt.patch_many({f"d:{i}": {"x": i} for i in range(5)})
         await within(rt.flush(), "flush")
         assert [len(batch) for batch in store.batches] == [5]
@@ -120,7 +128,7 @@ async def test_at_most_write_concurrency_batches_are_in_flight(declared, allowed
     store = Recorder(declared)
     store.gate.clear()
     names = [f"d:{i}" for i in range(6)]
-    async with Runtime(store, passivate_after=None, flush_batch=1, flush_delay=0) as rt:
+    async with runtime(store, flush_batch=1, flush_delay=0) as rt:
         for name in names:
             await rt.subject(name).set("x", 1)
         await until(lambda: store.in_flight == allowed, f"{allowed} batches in flight")
@@ -137,7 +145,7 @@ async def test_a_subject_is_never_in_two_batches_in_flight():
     store = Recorder(3)
     store.gate.clear()
     names = [f"d:{i}" for i in range(6)]
-    async with Runtime(store, passivate_after=None, flush_batch=2, flush_delay=0) as rt:
+    async with runtime(store, flush_batch=2, flush_delay=0) as rt:
         for name in names:
             await rt.subject(name).set("x", 1)
         await until(lambda: store.in_flight == 3, "three batches in flight")
@@ -155,7 +163,7 @@ async def test_a_subject_is_never_in_two_batches_in_flight():
 async def test_a_dirty_subject_waits_while_its_batch_is_in_flight_and_the_rest_go():
     store = Recorder(2)
     store.gate.clear()
-    async with Runtime(store, passivate_after=None, flush_batch=10, flush_delay=0) as rt:
+    async with runtime(store, flush_batch=10, flush_delay=0) as rt:
         await rt.subject("a").set("x", 1)
         await until(lambda: store.in_flight == 1, "a's batch in flight")
         await rt.subject("a").set("x", 2)
@@ -173,7 +181,7 @@ async def test_a_dirty_subject_waits_while_its_batch_is_in_flight_and_the_rest_g
 
 async def test_stop_cancels_a_write_in_flight_and_loses_nothing_acknowledged():
     store = Recorder()
-    rt = Runtime(store, passivate_after=None, flush_delay=0, durable_timeout=30)
+    rt = runtime(store, flush_delay=0, durable_timeout=30)
     await rt.start()
     assert await within(rt.subject("d").set("n", 1, durable=True), "first durable set") == 1
     store.gate.clear()
@@ -188,7 +196,7 @@ async def test_stop_cancels_a_write_in_flight_and_loses_nothing_acknowledged():
 
 async def test_a_write_acknowledged_after_stop_fails_at_once():
     store = Recorder()
-    rt = Runtime(store, passivate_after=None, flush_delay=0)
+    rt = runtime(store, flush_delay=0)
     await rt.start()
     await rt.subject("d").set("n", 1)
     actor = rt._actors["d"]
@@ -209,7 +217,7 @@ async def test_a_write_acknowledged_after_stop_fails_at_once():
 @pytest.mark.parametrize("hurry", ["flush", "store", "durable set"])
 async def test_group_commit_still_gathers_after_a_hurried_write(hurry):
     store = Recorder()
-    async with Runtime(store, passivate_after=None, flush_delay=0.3) as rt:
+    async with runtime(store, flush_delay=0.3) as rt:
         if hurry == "flush":
             await rt.subject("first").set("x", 1)
             await within(rt.flush(), "flush")
@@ -229,7 +237,7 @@ async def test_group_commit_still_gathers_after_a_hurried_write(hurry):
 
 async def test_group_commit_waits_for_flush_delay_only():
     store = Recorder()
-    async with Runtime(store, passivate_after=None, flush_delay=0.2) as rt:
+    async with runtime(store, flush_delay=0.2) as rt:
         loop = asyncio.get_running_loop()
         began = loop.time()
         await rt.subject("a").set("x", 1)
@@ -252,7 +260,7 @@ async def test_retry_backs_off_exponentially_up_to_5_s_and_resets_on_success():
     clock = VirtualClock()
     store = Recorder()
     store.down = True
-    async with Runtime(store, passivate_after=None, flush_delay=0, clock=clock) as rt:
+    async with runtime(store, flush_delay=0, clock=clock) as rt:
         await rt.subject("a").set("x", 1)
         waits = []
         for _ in range(9):
@@ -281,7 +289,7 @@ async def test_a_batch_that_succeeds_ends_the_backoff_of_the_others():
     clock = VirtualClock()
     store = Recorder(2)
     store.gate.clear()
-    async with Runtime(store, passivate_after=None, flush_delay=0, flush_batch=1,
+    async with runtime(store, flush_delay=0, flush_batch=1,
                        clock=clock) as rt:
         await rt.subject("slow").set("x", 1)
         await settle()
@@ -310,8 +318,8 @@ async def test_a_batch_that_succeeds_ends_the_backoff_of_the_others():
 async def test_flush_reports_stale_writes_with_their_subjects_once():
     store = MemoryStore()
     names = [f"s:{i}" for i in range(5)]
-    async with Runtime(store, passivate_after=None, flush_delay=0) as one, \
-            Runtime(store, passivate_after=None, flush_delay=0) as two:
+    async with runtime(store, flush_delay=0) as one, \
+            runtime(store, flush_delay=0) as two:
         for name in names:
             assert await two.subject(name).get("x") is None  # activated at v0
             await one.subject(name).set("x", "one", durable=True)
@@ -337,3 +345,96 @@ def test_discarded_error_prefers_stale_and_names_every_subject():
     four = discarded_error(dict.fromkeys("abcd", refused))
     assert str(four).endswith("c: refused (and 1 more)")
 
+
+
+# -- deadlines of durable acknowledgements ------------------------------------------------------
+
+
+async def _durable_set(rt: Runtime, name: str, timeout: float) -> asyncio.Task[Any]:
+    """A durable set whose acknowledgement has `timeout`, left waiting (the gate is shut)."""
+    rt.durable_timeout = timeout
+    task = asyncio.create_task(rt.subject(name).set("x", timeout, durable=True))
+    await settle()
+    assert not task.done(), f"the durable set of {name} was answered with the gate shut"
+    return task
+
+
+async def test_an_earlier_deadline_is_noticed_on_time_and_a_later_one_is_kept():
+    clock = VirtualClock()
+    store = Recorder(3)
+    store.gate.clear()
+    async with runtime(store, flush_delay=0, clock=clock,
+                       ask_timeout=1000) as rt:
+        late = await _durable_set(rt, "late", 10)
+        early = await _durable_set(rt, "early", 1)
+        same = await _durable_set(rt, "late", 3)  # a second one on the same actor
+        await clock.advance(1.1)
+        assert early.done() and not late.done() and not same.done()
+        with pytest.raises(NotDurable, match=r"'early' was not committed within 1 s;"):
+            early.result()
+        await clock.advance(2)
+        assert same.done() and not late.done()
+        with pytest.raises(NotDurable, match=r"'late' was not committed within 3 s;"):
+            same.result()
+        await clock.advance(7)
+        assert late.done()
+        with pytest.raises(NotDurable, match=r"'late' was not committed within 10 s;"):
+            late.result()
+        store.gate.set()
+        await within(rt.flush(), "flush once the gate is open")
+    assert len(await stored(store, ["late", "early"])) == 2  # kept in memory, then written
+
+
+async def test_an_overdue_acknowledgement_names_the_store_error():
+    clock = VirtualClock()
+    store = Recorder()
+    store.down = True
+    async with runtime(store, flush_delay=0, clock=clock,
+                       ask_timeout=1000) as rt:
+        rt.durable_timeout = 0.5
+        task = asyncio.create_task(rt.subject("d").set("x", 1, durable=True))
+        await clock.advance(0.6)
+        assert task.done()
+        with pytest.raises(NotDurable, match=r"\(store error: the store is down \(test\)\)"):
+            task.result()
+        store.down = False
+        await clock.advance(10)
+
+
+async def test_a_cancelled_caller_does_not_hide_the_next_deadline():
+    clock = VirtualClock()
+    store = Recorder()
+    store.gate.clear()
+    async with runtime(store, flush_delay=0, clock=clock,
+                       ask_timeout=1000) as rt:
+        gone = await _durable_set(rt, "d", 1)
+        waiting = await _durable_set(rt, "d", 2)
+        gone.cancel()
+        await clock.advance(2.1)
+        assert waiting.done()
+        with pytest.raises(NotDurable):
+            waiting.result()
+        store.gate.set()
+        await within(rt.flush(), "flush once the gate is open")
+
+
+async def test_acknowledgements_released_by_a_write_set_no_more_timers():
+    clock = VirtualClock()
+    store = Recorder()
+    async with runtime(store, flush_delay=0, clock=clock,
+                       ask_timeout=1000, durable_timeout=1) as rt:
+        assert await within(rt.subject("d").set("x", 1, durable=True), "durable set") == 1
+        await clock.advance(1.1)  # the sweep finds nothing overdue, and stops
+        assert clock.next_deadline() is None
+
+
+async def test_a_stale_write_names_the_version_it_was_based_on():
+    """Based on another writer's v2 (this writer never stored it), refused under a v3."""
+    store = MemoryStore()
+    async with runtime(store, flush_delay=0) as one, runtime(store, flush_delay=0) as two:
+        await one.subject("d").set("x", 1, durable=True)
+        await one.subject("d").set("x", 2, durable=True)
+        assert await two.subject("d").get("x") == 2  # activated at v2
+        await one.subject("d").set("x", 3, durable=True)
+        with pytest.raises(StaleVersion, match=r"not the v2 this change was based on"):
+            await within(two.subject("d").set("x", "two", durable=True), "the stale write")
