@@ -19,7 +19,7 @@ from runtime.testing import VirtualClock, settle
 from storage import MemoryStore, SnapshotRefused, StoreUnavailable
 
 T = TypeVar("T")
-BOUND = 5.0  # seconds any single wait may take before the test fails
+BOUND = 3.0  # seconds any single wait may take before the test fails
 
 
 class Recorder(MemoryStore):
@@ -118,6 +118,26 @@ async def test_a_batch_of_exactly_flush_batch_goes_out_whole():
         await rt.patch_many({f"d:{i}": {"x": i} for i in range(5)})
         await within(rt.flush(), "flush")
         assert [len(batch) for batch in store.batches] == [5]
+
+
+MiB = 1024 * 1024
+
+
+@pytest.mark.parametrize(("first", "sizes"), [(MiB, [4, 4]), (MiB - 1, [5, 3])])
+async def test_a_batch_stops_at_4_mib_of_snapshots(first, sizes):
+    """A snapshot is added while the batch holds under 4 MiB: four of exactly 1 MiB fill it,
+    and with one byte less a fifth still goes in."""
+    store = Recorder()
+
+    def value(size: int) -> str:  # the encoded snapshot: {"v":"..."} and the empty ext {}
+        return "x" * (size - len('{"v":""}') - len("{}"))
+
+    patch = {f"d:{i}": {"v": value(first if i == 0 else MiB)} for i in range(8)}
+    async with runtime(store, flush_delay=0.05) as rt:
+        await rt.patch_many(patch)
+        await within(rt.flush(), "flush of 8 MiB")
+    assert [len(batch) for batch in store.batches] == sizes
+    assert len(await stored(store, list(patch))) == 8
 
 
 # -- batches in flight --------------------------------------------------------------------------
