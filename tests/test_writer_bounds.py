@@ -255,6 +255,16 @@ async def test_group_commit_still_gathers_after_a_hurried_write(hurry):
         assert store.batches[before:] == [names]  # one batch: the writer gathered them
 
 
+async def test_store_and_flush_do_not_wait_for_a_batch_to_gather():
+    store = Recorder()
+    async with runtime(store, flush_delay=60) as rt:
+        await rt.subject("a").set("x", 1)
+        assert await within(rt.subject("a").store(), "store() with flush_delay=60", 1) == 1
+        await rt.subject("b").set("x", 1)
+        await within(rt.flush(), "flush() with flush_delay=60", 1)
+        assert store.batches == [["a"], ["b"]]
+
+
 async def test_group_commit_waits_for_flush_delay_only():
     store = Recorder()
     async with runtime(store, flush_delay=0.2) as rt:
