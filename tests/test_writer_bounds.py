@@ -236,22 +236,27 @@ async def test_a_write_acknowledged_after_stop_fails_at_once():
 
 @pytest.mark.parametrize("hurry", ["flush", "store", "durable set"])
 async def test_group_commit_still_gathers_after_a_hurried_write(hurry):
+    """On virtual time: the batch goes out when flush_delay has passed, not at the first
+    change, so the writes of the meantime share it."""
+    clock = VirtualClock()
     store = Recorder()
-    async with runtime(store, flush_delay=0.3) as rt:
+    async with runtime(store, flush_delay=0.3, clock=clock, ask_timeout=1000) as rt:
+        await rt.subject("first").set("x", 1)
         if hurry == "flush":
-            await rt.subject("first").set("x", 1)
             await within(rt.flush(), "flush")
         elif hurry == "store":
-            await rt.subject("first").set("x", 1)
             await within(rt.subject("first").store(), "store()")
         else:
-            await within(rt.subject("first").set("x", 1, durable=True), "durable set")
+            task = asyncio.create_task(rt.subject("first").set("x", 2, durable=True))
+            await clock.advance(0.3)
+            await within(task, "durable set")
         before = len(store.batches)
         names = [f"g:{i}" for i in range(5)]
         for name in names:
             await rt.subject(name).set("x", 1)
-            await asyncio.sleep(0.005)  # the writer runs between these turns
-        await until(lambda: len(store.batches) > before, "the gathered batch")
+            await settle()  # the writer runs between these turns
+        assert len(store.batches) == before, "a write went out before flush_delay"
+        await clock.advance(0.3)
         assert store.batches[before:] == [names]  # one batch: the writer gathered them
 
 
@@ -265,15 +270,15 @@ async def test_store_and_flush_do_not_wait_for_a_batch_to_gather():
         assert store.batches == [["a"], ["b"]]
 
 
-async def test_group_commit_waits_for_flush_delay_only():
+async def test_group_commit_waits_for_flush_delay_exactly():
+    clock = VirtualClock()
     store = Recorder()
-    async with runtime(store, flush_delay=0.2) as rt:
-        loop = asyncio.get_running_loop()
-        began = loop.time()
+    async with runtime(store, flush_delay=0.2, clock=clock, ask_timeout=1000) as rt:
         await rt.subject("a").set("x", 1)
-        await until(lambda: len(store.batches) == 1, "the batch after flush_delay")
-        took = loop.time() - began
-        assert 0.15 <= took < 2.0, took
+        await clock.advance(0.19)
+        assert store.batches == [], "written before flush_delay"
+        await clock.advance(0.01)
+        assert store.batches == [["a"]], "not written at flush_delay"
 
 
 # -- retry backoff ------------------------------------------------------------------------------
