@@ -24,7 +24,8 @@ BOUND = 3.0  # seconds any single wait may take before the test fails
 
 class Recorder(MemoryStore):
     """The real in-memory store, recording its batches and how many are in flight at once;
-    writes wait at `gate` while it is clear, and fail while `down` is set."""
+    writes wait at `gate` while it is clear, fail while `down` is set, and a batch holding a
+    snapshot with "poison" in it is refused whole, as PostgreSQL refuses a value it cannot keep."""
 
     def __init__(self, write_concurrency: int | None = None) -> None:
         super().__init__()
@@ -51,6 +52,8 @@ class Recorder(MemoryStore):
             await self.gate.wait()
             if self.down:
                 raise StoreUnavailable("the store is down (test)")
+            if any(b"poison" in w.properties for w in writes):
+                raise SnapshotRefused("a poisoned snapshot (test)")
             return await super().save_many(writes)
         except asyncio.CancelledError:
             self.cancelled += 1
@@ -194,6 +197,21 @@ async def test_a_dirty_subject_waits_while_its_batch_is_in_flight_and_the_rest_g
         await within(rt.flush(), "flush once the gate is open")
     assert store.batches[2:] == [["a"]] and store.overlaps == []
     assert (await stored(store, ["a"]))["a"] == b'{"x":2}'
+
+
+async def test_a_refused_batch_is_halved_until_the_snapshots_at_fault_are_alone():
+    store = Recorder()
+    names = [f"d:{i}" for i in range(8)]
+    async with runtime(store, flush_delay=0.05) as rt:
+        await rt.patch_many({name: {"x": "poison" if name in ("d:2", "d:5") else 1}
+                             for name in names})
+        with pytest.raises(SnapshotRefused) as flushed:
+            await within(rt.flush(), "flush of a batch with two poisoned snapshots")
+        assert flushed.value.subjects == ("d:2", "d:5")
+        assert (await rt.subject("d:2").state()).properties == {}  # reloaded: never stored
+    assert store.batches == [names, names[:4], names[:2], names[2:4], ["d:2"], ["d:3"],
+                             names[4:], names[4:6], ["d:4"], ["d:5"], names[6:]]
+    assert sorted(await stored(store, names)) == [n for n in names if n not in ("d:2", "d:5")]
 
 
 # -- shutdown -----------------------------------------------------------------------------------
