@@ -40,6 +40,7 @@ class Recorder(MemoryStore):
         self.most_in_flight = 0
         self.overlaps: list[str] = []  # names sent while a batch in flight held them
         self.cancelled = 0
+        self.losing: str | None = None  # the writer whose writes commit but lose their reply
 
     async def save_many(self, writes: Any) -> list[str]:
         names = [w.name for w in writes]
@@ -54,7 +55,10 @@ class Recorder(MemoryStore):
                 raise StoreUnavailable("the store is down (test)")
             if any(b"poison" in w.properties for w in writes):
                 raise SnapshotRefused("a poisoned snapshot (test)")
-            return await super().save_many(writes)
+            refused = await super().save_many(writes)
+            if self.losing is not None and writes[0].writer == self.losing:
+                raise StoreUnavailable("connection lost after commit (test)")
+            return refused
         except asyncio.CancelledError:
             self.cancelled += 1
             raise
@@ -491,3 +495,44 @@ async def test_a_stale_write_names_the_version_it_was_based_on():
         await one.subject("d").set("x", 3, durable=True)
         with pytest.raises(StaleVersion, match=r"not the v2 this change was based on"):
             await within(two.subject("d").set("x", "two", durable=True), "the stale write")
+
+
+# -- a retry refused after a lost reply ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("then", ["nothing", "one changes d", "two writes on top",
+                                  "one changes d and two writes on top"])
+async def test_a_retry_after_a_lost_reply(then):
+    """One's v2 commits but its reply is lost; before the retry, one may change d again, and
+    another runtime may write on top. The retry is refused, yet v2 is durable: its caller gets
+    its answer. Only a change of one's made after v2 and under two's write is lost (reported
+    once by flush); anything else ends with one holding the newest state, quietly."""
+    clock = VirtualClock()
+    store = Recorder()
+    async with runtime(store, flush_delay=0, clock=clock, ask_timeout=1000,
+                       durable_timeout=1000) as one, runtime(store, flush_delay=0) as two:
+        assert one._pipeline is not None
+        await one.subject("d").set("x", 1, durable=True)
+        store.losing = one._pipeline.writer
+        written = asyncio.create_task(one.subject("d").set("x", 2, durable=True))
+        await settle()
+        assert one._pipeline.failures == 1 and not written.done()
+        store.losing = None
+        if "one changes" in then:
+            await one.subject("d").set("z", 3)  # v3, in memory
+        if "two writes" in then:
+            assert await within(two.subject("d").set("y", "two", durable=True), "two's write")
+        await clock.advance(await _next_wait(clock))  # the retry
+        assert await within(written, "the answer to the lost write") == 2
+        if then == "one changes d and two writes on top":
+            with pytest.raises(StaleVersion, match="not the v2 this change") as flushed:
+                await within(one.flush(), "flush")
+            assert flushed.value.subjects == ("d",)
+        else:
+            await within(one.flush(), "flush")  # nothing to report
+        await within(one.idle(), "one's reload")
+        expected = {"x": 2, "y": "two"} if "two" in then else \
+            {"x": 2, "z": 3} if "one" in then else {"x": 2}
+        assert (await one.subject("d").state()).properties == expected
+        snapshot = (await store.load_many(["d"]))["d"]
+        assert snapshot.version == (3 if then != "nothing" else 2)
