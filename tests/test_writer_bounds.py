@@ -116,6 +116,7 @@ async def test_a_batch_never_exceeds_flush_batch(concurrency):
         sizes = [len(batch) for batch in store.batches]
         assert max(sizes) == 7, sizes  # full batches, never more
         assert sorted(store.written()) == sorted(names)  # each once
+        assert rt._pipeline is not None and rt._pipeline.batches == len(sizes)  # its count
         assert len(await stored(store, names)) == 50
 
 
