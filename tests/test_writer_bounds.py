@@ -34,6 +34,7 @@ class Recorder(MemoryStore):
         self.gate = asyncio.Event()
         self.gate.set()
         self.down = False
+        self.down_after: int | None = None  # then `down` from the batch after that many
         self.batches: list[list[str]] = []
         self.flying: set[str] = set()  # names in a batch being written
         self.in_flight = 0
@@ -51,7 +52,8 @@ class Recorder(MemoryStore):
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
             await self.gate.wait()
-            if self.down:
+            if self.down or (self.down_after is not None and
+                             len(self.batches) > self.down_after):
                 raise StoreUnavailable("the store is down (test)")
             if any(b"poison" in w.properties for w in writes):
                 raise SnapshotRefused("a poisoned snapshot (test)")
@@ -441,6 +443,48 @@ async def test_an_earlier_deadline_is_noticed_on_time_and_a_later_one_is_kept():
         store.gate.set()
         await within(rt.flush(), "flush once the gate is open")
     assert len(await stored(store, ["late", "early"])) == 2  # kept in memory, then written
+
+
+async def test_each_acknowledgement_is_answered_when_its_version_is_stored():
+    """Three durable writes of one subject: the first batch stores v1 and answers only it; the
+    store fails from then on, and the two left still time out."""
+    clock = VirtualClock()
+    store = Recorder()
+    store.gate.clear()
+    store.down_after = 1
+    async with runtime(store, flush_delay=0, clock=clock, ask_timeout=1000) as rt:
+        first = await _durable_set(rt, "d", 5)
+        assert store.in_flight == 1
+        second = await _durable_set(rt, "d", 5.5)  # (the value set is the timeout)
+        third = await _durable_set(rt, "d", 6)
+        store.gate.set()
+        await settle()
+        assert first.done() and first.result() == 5
+        assert not second.done() and not third.done()
+        await clock.advance(5.6)
+        assert second.done() and not third.done()
+        await clock.advance(0.5)
+        for late in (second, third):
+            with pytest.raises(NotDurable):
+                late.result()
+        store.down_after = None
+        await clock.advance(10)
+
+
+async def test_a_batch_answers_every_subject_in_it_when_one_still_waits():
+    """d's acknowledgement of v2 outlives the batch that stores d's v1 and e's v1: e's caller
+    is answered all the same."""
+    store = Recorder()
+    store.gate.clear()
+    async with runtime(store, flush_delay=0, durable_timeout=1000) as rt:
+        both = asyncio.create_task(rt.patch_many({"d": {"x": 1}, "e": {"x": 1}}, durable=True))
+        await until(lambda: store.in_flight == 1, "the batch of d and e in flight")
+        assert store.batches == [["d", "e"]]
+        again = asyncio.create_task(rt.subject("d").set("x", 2, durable=True))
+        await until(lambda: rt._actors["d"].version == 2, "d's second turn")
+        store.gate.set()
+        assert await within(both, "the answer to d's and e's v1") == {"d": 1, "e": 1}
+        assert await within(again, "the answer to d's v2") == 2
 
 
 async def test_an_overdue_acknowledgement_names_the_store_error():
