@@ -306,6 +306,24 @@ async def test_group_commit_waits_for_flush_delay_exactly():
         assert store.batches == [["a"]], "not written at flush_delay"
 
 
+async def test_full_batches_go_out_without_gathering():
+    """Dirty subjects that fill batches go out at once, batch after batch; only a batch that
+    is not full waits flush_delay to gather."""
+    clock = VirtualClock()
+    store = Recorder()
+    names = [f"d:{i:02}" for i in range(15)]
+    async with runtime(store, flush_delay=0.3, flush_batch=5, clock=clock,
+                       ask_timeout=1000) as rt:
+        await rt.patch_many({name: {"x": 1} for name in names})
+        await settle()
+        assert store.batches == [names[:5], names[5:10], names[10:]]
+        await rt.subject("last").set("x", 1)
+        await settle()
+        assert len(store.batches) == 3, "a batch of one went out without gathering"
+        await clock.advance(0.3)
+        assert store.batches[3:] == [["last"]]
+
+
 # -- retry backoff ------------------------------------------------------------------------------
 
 
