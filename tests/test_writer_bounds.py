@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import pytest
 
 from runtime import NotDurable, Runtime, StaleVersion
-from runtime._persistence import discarded_error
+from runtime._persistence import EXPIRY_CHECK, discarded_error
 from runtime.testing import VirtualClock, settle
 from storage import MemoryStore, SnapshotRefused, StoreUnavailable
 
@@ -503,6 +503,22 @@ async def test_a_batch_answers_every_subject_in_it_when_one_still_waits():
         store.gate.set()
         assert await within(both, "the answer to d's and e's v1") == {"d": 1, "e": 1}
         assert await within(again, "the answer to d's v2") == 2
+
+
+async def test_a_deadline_that_falls_on_a_sweep_is_failed_by_it():
+    clock = VirtualClock()
+    store = Recorder(2)
+    store.gate.clear()
+    async with runtime(store, flush_delay=0, clock=clock, ask_timeout=1000) as rt:
+        sweep = 1.0 + EXPIRY_CHECK  # when the sweep for a 1 s timeout runs
+        first = await _durable_set(rt, "a", 1.0)
+        second = await _durable_set(rt, "b", sweep)
+        await clock.advance(sweep)
+        assert first.done() and second.done()
+        for task in (first, second):
+            with pytest.raises(NotDurable):
+                task.result()
+        store.gate.set()
 
 
 async def test_an_overdue_acknowledgement_names_the_store_error():
