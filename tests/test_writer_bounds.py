@@ -16,7 +16,7 @@ import pytest
 from runtime import NotDurable, Runtime, StaleVersion
 from runtime._persistence import EXPIRY_CHECK, discarded_error
 from runtime.testing import VirtualClock, settle
-from storage import MemoryStore, SnapshotRefused, StoreUnavailable
+from storage import Delete, MemoryStore, SnapshotRefused, StoreUnavailable
 
 T = TypeVar("T")
 BOUND = 3.0  # seconds any single wait may take before the test fails
@@ -615,3 +615,17 @@ async def test_a_retry_after_a_lost_reply(then):
         assert (await one.subject("d").state()).properties == expected
         snapshot = (await store.load_many(["d"]))["d"]
         assert snapshot.version == (3 if then != "nothing" else 2)
+
+
+async def test_a_subject_the_store_lost_is_written_again(caplog):
+    """Its row deleted by hand: the next write is refused, the store has nothing of it, and
+    the state in memory (the newest there is) is written again from version 0."""
+    store = Recorder()
+    async with runtime(store, flush_delay=0) as rt:
+        await rt.subject("d").set("x", 1, durable=True)
+        assert await store.delete_many([Delete("d", 1)]) == []
+        assert await within(rt.subject("d").set("y", 2, durable=True), "the write again") == 2
+        await within(rt.flush(), "flush")  # nothing discarded
+    snapshot = (await store.load_many(["d"]))["d"]
+    assert snapshot.version == 2 and snapshot.properties == b'{"x":1,"y":2}'
+    assert "the store holds nothing of d, which had v1 stored" in caplog.text
