@@ -41,6 +41,7 @@ class Recorder(MemoryStore):
         self.most_in_flight = 0
         self.overlaps: list[str] = []  # names sent while a batch in flight held them
         self.cancelled = 0
+        self.holds: dict[str, asyncio.Event] = {}  # a batch of that subject alone waits on it
         self.losing: str | None = None  # the writer whose writes commit but lose their reply
 
     async def save_many(self, writes: Any) -> list[str]:
@@ -51,6 +52,8 @@ class Recorder(MemoryStore):
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
+            if len(names) == 1 and names[0] in self.holds:
+                await self.holds[names[0]].wait()
             await self.gate.wait()
             if self.down or (self.down_after is not None and
                              len(self.batches) > self.down_after):
@@ -219,6 +222,30 @@ async def test_a_refused_batch_is_halved_until_the_snapshots_at_fault_are_alone(
     assert store.batches == [names, names[:4], names[:2], names[2:4], ["d:2"], ["d:3"],
                              names[4:], names[4:6], ["d:4"], ["d:5"], names[6:]]
     assert sorted(await stored(store, names)) == [n for n in names if n not in ("d:2", "d:5")]
+
+
+async def test_a_half_of_a_split_batch_leaves_alone_what_another_writer_took_since():
+    """[a, p] is refused for p and split: [a] is stored, [p] is held. a changes and goes out
+    in a batch of its own, held too; when [p] ends, a is still in flight, and its next change
+    must wait for that batch, not go out beside it."""
+    store = Recorder(3)
+    store.holds["p"] = asyncio.Event()
+    async with runtime(store, flush_delay=0.05) as rt:
+        await rt.patch_many({"a": {"x": 1}, "p": {"x": "poison"}})
+        await until(lambda: store.batches[-1:] == [["p"]], "the split down to [p]")
+        assert store.batches == [["a", "p"], ["a"], ["p"]]
+        store.holds["a"] = asyncio.Event()
+        await rt.subject("a").set("x", 2)
+        await until(lambda: store.in_flight == 2, "a's second batch in flight beside [p]")
+        store.holds["p"].set()
+        await until(lambda: store.in_flight == 1, "[p] refused")
+        await rt.subject("a").set("x", 3)
+        await asyncio.sleep(0.1)  # time for a third batch of a to go out, if it could
+        store.holds["a"].set()
+        with pytest.raises(SnapshotRefused):
+            await within(rt.flush(), "flush")
+    assert store.overlaps == []
+    assert (await stored(store, ["a"]))["a"] == b'{"x":3}'
 
 
 # -- shutdown -----------------------------------------------------------------------------------
