@@ -438,6 +438,22 @@ async def test_flush_reports_stale_writes_with_their_subjects_once():
     assert set((await stored(store, names)).values()) == {b'{"x":"one"}'}
 
 
+async def test_flush_names_the_latest_10_000_discards():
+    """The bound on what a flush can name is 10,000 subjects: of 10,001 discarded since the
+    last flush, the oldest is dropped."""
+    store = Recorder()
+    names = [f"d:{i:05}" for i in range(10_001)]
+    async with runtime(store, flush_delay=0) as rt:
+        await rt.patch_many({name: {"a": 1} for name in names})
+        await within(rt.flush(), "flush of 10,001 subjects")
+        for name in names:
+            rt._actors[name].props["a"] = "\ud800"  # no UTF-8 form: refused when written
+        await rt.patch_many({name: {"b": 2} for name in names})
+        with pytest.raises(SnapshotRefused) as flushed:
+            await within(rt.flush(), "flush of 10,001 refused subjects")
+    assert flushed.value.subjects == tuple(names[1:])
+
+
 def test_discarded_error_prefers_stale_and_names_every_subject():
     stale = StaleVersion("stale")
     refused = SnapshotRefused("refused")
