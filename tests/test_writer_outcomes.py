@@ -13,7 +13,7 @@ import pytest
 from runtime import NotDurable, Runtime, StaleVersion
 from runtime._persistence import EXPIRY_CHECK, discarded_error
 from runtime.testing import VirtualClock, settle
-from storage import Delete, MemoryStore, SnapshotRefused
+from storage import Delete, MemoryStore, SnapshotRefused, SQLiteStore, StoreUnavailable
 from tests.writer_store import Recorder, next_wait, runtime, stored, until, within
 
 # -- refused writes -----------------------------------------------------------------------------
@@ -257,6 +257,44 @@ async def test_a_retry_after_a_lost_reply(then):
         assert (await one.subject("d").state()).properties == expected
         snapshot = (await store.load_many(["d"]))["d"]
         assert snapshot.version == (3 if then != "nothing" else 2)
+
+
+class LossySQLite(SQLiteStore):
+    """The real SQLite store, whose writes by `losing` commit and then lose their reply."""
+
+    losing: str | None = None
+
+    async def save_many(self, writes: Any) -> list[str]:
+        refused = await super().save_many(writes)
+        if self.losing is not None and writes[0].writer == self.losing:
+            raise StoreUnavailable("connection lost after commit (test)")
+        return refused
+
+
+async def test_a_lost_reply_under_another_writers_write_past_version_256(tmp_path):
+    """Versions read back from SQLite are new int objects: past CPython's small ints, a
+    comparison by identity instead of value would call this durable write stale."""
+    path = str(tmp_path / "two.db")
+    lossy = LossySQLite(path)
+    clock = VirtualClock()
+    async with runtime(lossy, flush_delay=0, clock=clock, ask_timeout=1000,
+                       durable_timeout=1000) as one, \
+            runtime(SQLiteStore(path), flush_delay=0) as two:
+        assert one._pipeline is not None
+        for i in range(299):
+            await one.subject("d").set("x", i)
+        await within(one.flush(), "flush of v299")
+        lossy.losing = one._pipeline.writer
+        written = asyncio.create_task(one.subject("d").set("x", "v300", durable=True))
+        await settle()
+        assert one._pipeline.failures == 1 and not written.done()
+        lossy.losing = None
+        assert await within(two.subject("d").set("y", "two", durable=True), "two's v301")
+        await clock.advance(await next_wait(clock))  # the retry
+        assert await within(written, "the answer to the lost write") == "v300"
+        await within(one.flush(), "flush")  # nothing to report: nothing of one's was lost
+        await within(one.idle(), "one's reload")
+        assert (await one.subject("d").state()).properties == {"x": "v300", "y": "two"}
 
 
 async def test_a_subject_the_store_lost_is_written_again(caplog):
