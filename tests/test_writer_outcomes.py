@@ -131,6 +131,22 @@ async def test_each_acknowledgement_is_answered_when_its_version_is_stored():
         await clock.advance(10)
 
 
+async def test_one_write_answers_every_acknowledgement_it_covers():
+    """d's v1 and v2 wait behind another batch and go out as one snapshot, v2: both callers
+    are answered by it."""
+    store = Recorder()
+    store.gate.clear()
+    async with runtime(store, flush_delay=0, durable_timeout=1000) as rt:
+        blocker = asyncio.create_task(rt.subject("b").set("x", 1, durable=True))
+        await until(lambda: store.in_flight == 1, "b's batch in flight")
+        first = asyncio.create_task(rt.subject("d").set("x", 1, durable=True))
+        second = asyncio.create_task(rt.subject("d").set("x", 2, durable=True))
+        await until(lambda: "d" in rt._actors and rt._actors["d"].version == 2, "d's turns")
+        store.gate.set()
+        assert await within(asyncio.gather(blocker, first, second), "the answers") == [1, 1, 2]
+    assert store.batches == [["b"], ["d"]]
+
+
 async def test_a_batch_answers_every_subject_in_it_when_one_still_waits():
     """d's acknowledgement of v2 outlives the batch that stores d's v1 and e's v1: e's caller
     is answered all the same."""
