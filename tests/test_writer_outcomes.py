@@ -58,6 +58,7 @@ def test_discarded_error_prefers_stale_and_names_every_subject():
     refused = SnapshotRefused("refused")
     both = discarded_error({"a": refused, "b": stale})
     assert isinstance(both, StaleVersion) and both.subjects == ("a", "b")
+    assert str(both).endswith("flush: a: refused; b: stale")  # two: nothing "more"
     only = discarded_error({"a": refused, "b": refused, "c": refused})
     assert type(only) is SnapshotRefused and only.subjects == ("a", "b", "c")
     assert str(only) == ("the unsaved changes of 3 subject(s) were discarded since the last "
