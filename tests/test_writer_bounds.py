@@ -75,6 +75,7 @@ async def test_at_most_write_concurrency_batches_are_in_flight(declared, allowed
         await until(lambda: store.in_flight == allowed, f"{allowed} batches in flight")
         await asyncio.sleep(0.05)  # time for a writer that ignores its bound to start more
         assert store.in_flight == allowed and len(store.batches) == allowed
+        assert rt.stats()["unsaved"] == 6 - allowed  # the dirty subjects not yet taken
         store.gate.set()
         await within(rt.flush(), "flush once the gate is open")
     assert store.most_in_flight == allowed

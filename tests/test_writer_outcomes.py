@@ -219,6 +219,8 @@ async def test_acknowledgements_released_by_a_write_set_no_more_timers():
     async with runtime(store, flush_delay=0, clock=clock,
                        ask_timeout=1000, durable_timeout=1) as rt:
         assert await within(rt.subject("d").set("x", 1, durable=True), "durable set") == 1
+        # The same value again: no new version, and the stored one answers at once.
+        assert await within(rt.subject("d").set("x", 1, durable=True), "the same set") == 1
         await clock.advance(1.1)  # the sweep finds nothing overdue, and stops
         assert clock.next_deadline() is None
 
@@ -274,6 +276,8 @@ async def test_a_retry_after_a_lost_reply(then):
         assert (await one.subject("d").state()).properties == expected
         snapshot = (await store.load_many(["d"]))["d"]
         assert snapshot.version == (3 if then != "nothing" else 2)
+        if then == "nothing":  # v1, v2 (reply lost), the retry (refused): nothing more
+            assert len(store.batches) == 3, store.batches
 
 
 class LossySQLite(SQLiteStore):
