@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench mutation clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "subjects needs Python >= 3.11"'
@@ -24,8 +24,13 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed
-	$(PY) -m ruff check actors runtime storage tests examples bench
+	$(PY) -m ruff check actors runtime storage tests examples bench mutation
 	$(PY) -m mypy --strict actors runtime
+
+# Mutation testing of the core (minutes; not part of `make test`): every module of
+# mutation/config.toml against its own tests, or one: `make mutation MODULE=actors/_state.py`.
+mutation: $(VENV)/.installed
+	$(PY) mutation/run.py $(if $(MODULE),--module $(MODULE))
 
 bench: $(VENV)/.installed
 	$(PY) bench/core.py
