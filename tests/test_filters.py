@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors import PROPERTY_CHANGED, Registry
-from actors import _behaviours
+from actors import PROPERTY_CHANGED, Registry, _behaviours
 from runtime import Runtime
 
 
