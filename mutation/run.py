@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import fnmatch
 import os
 import shutil
 import signal
@@ -140,12 +141,16 @@ def load_equivalents() -> list[dict[str, object]]:
 
 
 def mark_equivalents(mutants: list[Mutant], equivalents: list[dict[str, object]]) -> None:
+    """Mark the mutants each entry names: its module, its operator (a glob on cosmic-ray's name
+    without "core/"), and any of `line`, `occurrence`, `match` (text of the original line) and
+    `mutated` (text of the mutated line)."""
     for entry in equivalents:
         hits = [m for m in mutants if m.module == entry["module"]
-                and m.operator.endswith(str(entry["operator"]))
+                and fnmatch.fnmatchcase(m.operator.split("/")[-1], str(entry["operator"]))
                 and ("line" not in entry or m.line == entry["line"])
                 and ("occurrence" not in entry or m.occurrence == entry["occurrence"])
-                and ("match" not in entry or str(entry["match"]) in m.before)]
+                and ("match" not in entry or str(entry["match"]) in m.before)
+                and ("mutated" not in entry or str(entry["mutated"]) in m.after)]
         for m in hits:
             m.equivalent = str(entry["why"])
 
@@ -261,10 +266,10 @@ def run(mutants: list[Mutant], tests: dict[str, list[str]], jobs: int, timeout: 
 
 def report(scores: list[Score]) -> None:
     for s in scores:
-        survivors = [m for m in s.mutants if m.outcome == "survived" and not m.equivalent]
-        for m in survivors:
-            print(f"  survived {m.module}:{m.line} {m.operator} #{m.occurrence}\n"
-                  f"      - {m.before}\n      + {m.after}")
+        for m in s.mutants:
+            if m.outcome in ("survived", "hung") and not m.equivalent:
+                print(f"  {m.outcome} {m.module}:{m.line} {m.operator} #{m.occurrence}\n"
+                      f"      - {m.before}\n      + {m.after}")
     print(f"\n{'module':28} {'mutants':>7} {'killed':>6} {'hung':>4} {'error':>5} "
           f"{'survived':>8} {'equiv':>5} {'score':>6}")
     for s in scores:

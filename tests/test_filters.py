@@ -206,11 +206,18 @@ def test_a_registry_matches_by_subject_and_bounds_its_cache(monkeypatch):
     assert [h.func for h in registry.match("e", "user:1")] == [anyone]
     assert [h.func for h in registry.match("f", "dev:1")] == [anyone]
     assert registry.match("g", "dev:1") == ()
+
+    @registry.on("h", subject="#1")  # sorts before "*": still a pattern to match, not "any"
+    async def hash_one(ctx):
+        pass
+
+    assert [h.func for h in registry.match("h", "#1")] == [hash_one]
+    assert registry.match("h", "other") == ()
     assert registry.listens_to("f") and not registry.listens_to("g")
     assert "subject='dev:*'" in repr(registry.handlers[0])
     sizes = []
     for i in range(10):
         registry.match("e", f"dev:{i}")
         sizes.append(len(registry._cache))
-    assert sizes == [3, 3, 4, 1, 2, 3, 4, 1, 2, 3]  # full at 4: cleared before the next
+    assert sizes == [3, 4, 1, 2, 3, 4, 1, 2, 3, 4]  # full at 4: cleared before the next
     assert [h.func for h in registry.match("e", "dev:0")] == [dev, anyone]
