@@ -18,6 +18,7 @@ import ast
 import contextlib
 import fnmatch
 import os
+import re
 import shutil
 import signal
 import sys
@@ -105,7 +106,7 @@ def function_lines(tree: ast.Module, names: list[str]) -> list[tuple[int, int]]:
     return ranges
 
 
-def mutants_of(module: str, only: list[str] | None) -> list[Mutant]:
+def mutants_of(module: str, only: list[str] | None, excluded: list[str]) -> list[Mutant]:
     """Every mutant cosmic-ray's operators make of `module`, in its (deterministic) order."""
     from cosmic_ray.commands.init import _all_work_items
     from cosmic_ray.mutating import mutate_code
@@ -119,6 +120,8 @@ def mutants_of(module: str, only: list[str] | None) -> list[Mutant]:
     found = []
     for item in _all_work_items([Path(module)], {}):
         spec = item.mutations[0]
+        if any(re.fullmatch(x, spec.operator_name.split("/")[-1]) for x in excluded):
+            continue
         (line, col), end = spec.start_pos, spec.end_pos
         if any((a, b) <= (line, col) and end <= (c, d) for a, b, c, d in annotations):
             continue
@@ -302,7 +305,8 @@ def main() -> int:
     equivalents = load_equivalents()
     scores, everything = [], []
     for module in chosen:
-        mutants = mutants_of(module, modules[module].get("only"))
+        mutants = mutants_of(module, modules[module].get("only"),
+                             settings.get("exclude-operators", []))
         if args.lines:
             lo, hi = (int(x) for x in args.lines.split("-"))
             mutants = [m for m in mutants if lo <= m.line <= hi]

@@ -192,6 +192,10 @@ async def test_when_takes_only_callables(rt):
 
 def test_a_registry_matches_by_subject_and_bounds_its_cache(monkeypatch):
     monkeypatch.setattr(_behaviours, "_CACHE_LIMIT", 4)
+    with pytest.raises(TypeError, match="pattern"):
+        Registry().on("e", subject="")  # refused by `on` itself, before any decoration
+    with pytest.raises(ValueError, match="limit"):
+        Registry().on("e" * 10_000)
     registry = Registry()
 
     @registry.on("e", subject="dev:*")
@@ -221,3 +225,16 @@ def test_a_registry_matches_by_subject_and_bounds_its_cache(monkeypatch):
         sizes.append(len(registry._cache))
     assert sizes == [3, 4, 1, 2, 3, 4, 1, 2, 3, 4]  # full at 4: cleared before the next
     assert [h.func for h in registry.match("e", "dev:0")] == [dev, anyone]
+
+
+def test_the_match_cache_is_bounded_at_any_size(monkeypatch):
+    monkeypatch.setattr(_behaviours, "_CACHE_LIMIT", 300)  # past CPython's small-int cache
+    registry = Registry()
+
+    @registry.on("e", subject="dev:*")
+    async def dev(ctx):
+        pass
+
+    for i in range(305):
+        registry.match("e", f"dev:{i}")
+    assert len(registry._cache) == 5
