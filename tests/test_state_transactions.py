@@ -228,3 +228,30 @@ async def test_every_change_after_the_turn_is_refused(rt, use):
     await rt.idle()
     with pytest.raises(TurnClosed, match="has ended"):
         use(kept[0])
+
+
+async def test_property_names_are_checked_inside_a_turn_too(rt):
+    @rt.on("bad")
+    async def bad(ctx):
+        for name in ("", 5, None):
+            for change in (ctx.subject.set, ctx.subject.set_ext):
+                with pytest.raises(TypeError, match="property name must be a non-empty str"):
+                    change(name, 1)
+        ctx.subject.set("fine", 1)
+        ctx.subject.set("fine", 2)  # an existing name is not checked again
+
+    await rt.tell("d", "bad")
+    await rt.idle()
+    assert (await rt.subject("d").state()).properties == {"fine": 2}
+    with pytest.raises(TypeError, match="property name"):
+        await rt.subject("d").set("", 1)
+
+
+async def test_an_equal_extended_value_is_no_change_even_as_another_object(rt):
+    dev = rt.subject("d")
+    await dev.set_ext("l", [1, {"a": "b"}])
+    version = (await dev.state()).version
+    assert await dev.set_ext("l", [1, {"a": "b"}]) == [1, {"a": "b"}]
+    assert (await dev.state()).version == version
+    await dev.set_ext("l", [1, {"a": "c"}])
+    assert (await dev.state()).version == version + 1
