@@ -17,6 +17,8 @@ import argparse
 import ast
 import contextlib
 import fnmatch
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -30,6 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
+RESULTS = HERE / ".results"
 COPIED = ("actors", "runtime", "storage", "tests", "examples", "pyproject.toml", "README.md")
 # Imported once in the driver, before any fork: what every test run would import again.
 PRELOAD = ("pytest", "_pytest.python", "hypothesis", "pytest_asyncio", "msgspec", "asyncio",
@@ -138,6 +141,41 @@ def mutants_of(module: str, only: list[str] | None, excluded: list[str]) -> list
     return found
 
 
+def results_path(module: str) -> Path:
+    return RESULTS / (module.replace("/", "_") + ".json")
+
+
+def source_hash(module: str) -> str:
+    return hashlib.sha256((ROOT / module).read_bytes()).hexdigest()
+
+
+def save_results(score: Score) -> None:
+    """Each mutant's outcome, for `--again`: valid while the module's source is unchanged."""
+    RESULTS.mkdir(exist_ok=True)
+    outcomes = [[m.operator, m.occurrence, m.outcome] for m in score.mutants if m.outcome]
+    results_path(score.module).write_text(json.dumps(
+        {"source": source_hash(score.module), "outcomes": outcomes}, indent=0))
+
+
+def reuse_kills(mutants: list[Mutant], module: str) -> int:
+    """Take the kills of the last run of `module` (tests are only ever added, so a mutant
+    killed stays killed); how many were taken. Survivors are tested again."""
+    path = results_path(module)
+    if not path.exists():
+        return 0
+    saved = json.loads(path.read_text())
+    if saved["source"] != source_hash(module):
+        return 0
+    killed = {(op, n): outcome for op, n, outcome in saved["outcomes"]
+              if outcome in ("killed", "hung", "error")}
+    taken = 0
+    for m in mutants:
+        if not m.equivalent and (m.operator, m.occurrence) in killed:
+            m.outcome = killed[m.operator, m.occurrence]
+            taken += 1
+    return taken
+
+
 def load_equivalents() -> list[dict[str, object]]:
     path = HERE / "equivalent.toml"
     return tomllib.loads(path.read_text()).get("equivalent", []) if path.exists() else []
@@ -229,7 +267,7 @@ def outcome_of(status: int) -> str:
 def run(mutants: list[Mutant], tests: dict[str, list[str]], jobs: int, timeout: float,
         seed: int) -> None:
     """Test every mutant not known to be equivalent, `jobs` at a time."""
-    todo = [m for m in mutants if not m.equivalent]
+    todo = [m for m in mutants if not m.equivalent and not m.outcome]
     copies = [make_copy() for _ in range(jobs)]
     free = list(copies)
     running: dict[int, tuple[Mutant, Path, float]] = {}
@@ -292,6 +330,8 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=settings.get("jobs", 1))
     parser.add_argument("--timeout", type=float, default=settings["timeout"])
     parser.add_argument("--list", action="store_true", help="list the mutants, run nothing")
+    parser.add_argument("--again", action="store_true",
+                        help="test only what survived the last run (mutation/.results)")
     args = parser.parse_args()
     seed = int(settings["seed"])
     if os.environ.get("PYTHONHASHSEED") != str(seed):  # the children inherit the hash seed
@@ -311,6 +351,9 @@ def main() -> int:
             lo, hi = (int(x) for x in args.lines.split("-"))
             mutants = [m for m in mutants if lo <= m.line <= hi]
         mark_equivalents(mutants, equivalents)
+        if args.again and not args.list:
+            print(f"{module}: {reuse_kills(mutants, module)} kills taken from the last run",
+                  file=sys.stderr)
         scores.append(Score(module, mutants))
         everything += mutants
     if args.list:
@@ -326,6 +369,9 @@ def main() -> int:
             print(f"warning: {module}: no such test files {sorted(missing)}", file=sys.stderr)
     baseline(tests, seed)
     run(everything, tests, max(1, args.jobs), args.timeout, seed)
+    if not args.lines:
+        for score in scores:
+            save_results(score)
     report(scores)
     return 0
 
