@@ -4,10 +4,13 @@ what a failed turn tells (or does not tell) its caller, the dead letters and the
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from actors import PROPERTY_CHANGED, InvalidPayload, InvalidSubjectName
 from runtime import CascadeTooDeep, NoHandler, Policy, Runtime
+from storage import MemoryStore
 
 
 def chain_of(rt: Runtime, length: int) -> None:
@@ -202,3 +205,72 @@ async def test_a_turn_that_changes_nothing_keeps_the_version_and_extensions(rt):
     assert (await dev.state()).ext == {}
     assert await dev.set("y", 2) == 2
     assert (await dev.state()).ext == {}
+
+
+async def test_reads_queued_behind_an_activation_are_answered_from_the_state(rt):
+    """The first messages to a subject wait for its activation in the mailbox: reads are then
+    answered by the turn loop, not by the caller's shortcut for idle actors."""
+    assert await rt.subject("fresh1").get("x", "default") == "default"
+    assert await rt.subject("fresh2").get_ext("x", "default") == "default"
+    view = await rt.subject("fresh3").state()
+    assert (view.name, view.version, view.properties, view.ext) == ("fresh3", 0, {}, {})
+    assert await rt.subject("fresh4").store() == 0
+
+    @rt.on("slow")
+    async def slow(ctx):
+        ctx.subject.set("x", [1])
+        ctx.subject.set_ext("e", [2])
+
+    await rt.tell("busy", "slow", wait=False)
+    reads = [rt.subject("busy").get("x"), rt.subject("busy").get_ext("e"),
+             rt.subject("busy").state()]
+    x, e, view = await asyncio.gather(*reads)
+    assert (x, e, view.properties, view.ext, view.version) == ([1], [2], {"x": [1]},
+                                                               {"e": [2]}, 1)
+    x.append("changed")  # a copy
+    assert await rt.subject("busy").get("x") == [1]
+
+
+async def test_an_event_nobody_handles_does_not_end_the_cascade(rt):
+    seen = []
+
+    @rt.on("q")
+    async def q(ctx):
+        ctx.subject.delete("a")  # nobody listens to deletions
+        ctx.subject.set("b", 1)
+
+    @rt.on(PROPERTY_CHANGED)
+    async def changed(ctx):
+        seen.append(ctx.property_name)
+
+    await rt.subject("s").set("a", 0)
+    await rt.tell("s", "q")
+    await rt.idle()
+    assert seen == ["a", "b"]
+
+
+class GatedStore(MemoryStore):
+    """A memory store whose writes wait until the gate opens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def save_many(self, writes):
+        await self.gate.wait()
+        return await super().save_many(writes)
+
+
+async def test_a_durable_write_is_answered_once_stored_and_a_plain_one_at_once():
+    store = GatedStore()
+    async with Runtime(store, passivate_after=None, flush_delay=0, ask_timeout=5,
+                       shutdown_timeout=5) as rt:
+        dev = rt.subject("d")
+        assert await asyncio.wait_for(dev.set("plain", 1), 5) == 1  # the store is shut
+        durable = asyncio.ensure_future(dev.set("durable", 2, durable=True))
+        patched = asyncio.ensure_future(dev.patch({"p": 3}, durable=True))
+        await asyncio.sleep(0.05)
+        assert not durable.done() and not patched.done()
+        store.gate.set()
+        assert await asyncio.wait_for(durable, 5) == 2
+        assert await asyncio.wait_for(patched, 5) == 3  # the version, as for a plain patch
