@@ -188,3 +188,26 @@ async def test_escalation_counts_only_where_it_is_on_and_names_the_last_failure(
         assert rt.root.find("top").halted_reason() is None
         assert [s.name for s in sup.chain()] == ["mid", "top", "root"]
         assert rt.root.find("nothing") is None
+
+
+async def test_escalation_climbs_while_each_parent_escalates_too():
+    async with SimRuntime(ask_timeout=5, shutdown_timeout=5) as rt:
+        top = rt.supervise("x:*", name="top", max_restarts=0, within=10, escalate=True)
+        mid = rt.supervise("x:y:*", name="mid", parent="top", max_restarts=0, within=10,
+                           escalate=True)
+        failing_on(rt)
+        assert repr(top) == "<Supervisor top 'x:*' one_for_one>" and not top.stopped
+        await rt.subject("x:z").set("ok", 1)
+        await fail_at(rt, "x:y:1", 0)
+        await rt.run_until_idle()
+        assert mid.stopped_reason == ("more than 0 failures escalated within 10 s; last from "
+                                      "x:y:1: RuntimeError: boom")
+        assert top.stopped_reason == ("more than 0 failures escalated within 10 s; last from "
+                                      "supervisor:mid: RuntimeError: boom")
+        assert not rt.root.stopped and rt.halted is None
+        assert {"x:z", "x:y:1"} <= set(rt.stopped_subjects())
+
+
+def test_the_default_policy():
+    assert Policy() == Policy("one_for_one", 3, 5.0, Backoff(), False)
+    assert Backoff() == Backoff(min=0.01, max=5.0, factor=2.0, jitter=0.2)
