@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint bench clean compiled pure test-compiled
+.PHONY: run test lint bench mutation clean compiled pure test-compiled
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "subjects needs Python >= 3.11"'
@@ -24,7 +24,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed
-	$(PY) -m ruff check actors runtime storage tests examples bench setup.py
+	$(PY) -m ruff check actors runtime storage tests examples bench setup.py mutation
 	$(PY) -m mypy --strict actors runtime
 
 # The optional compiled build (mypyc, C compiler needed): the modules in actors/_compiled.py are
@@ -42,6 +42,11 @@ pure:
 test-compiled: compiled
 	$(PY) -c 'from actors._compiled import compiled_modules as c; m = c(); assert m, "nothing compiled"; print("compiled:", len(m), "modules")'
 	$(PY) -m pytest -q; status=$$?; $(MAKE) --no-print-directory pure; exit $$status
+
+# Mutation testing of the core (minutes; not part of `make test`): every module of
+# mutation/config.toml against its own tests, or one: `make mutation MODULE=actors/_state.py`.
+mutation: $(VENV)/.installed
+	$(PY) mutation/run.py $(if $(MODULE),--module $(MODULE))
 
 bench: $(VENV)/.installed
 	$(PY) bench/core.py

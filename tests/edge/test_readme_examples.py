@@ -9,6 +9,7 @@ from pathlib import Path
 from websockets.asyncio.client import connect
 
 import examples.device_health as device_health
+from runtime import Runtime
 from runtime.edge import Edge
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
@@ -25,7 +26,10 @@ async def test_the_readme_curl_and_websocket_lines(serve):
         '{"op": "watch", "pattern": "device:*"}',
     ):
         assert line in section, line
-    edge = await serve(Edge(device_health.rt))
+    # A runtime of its own with the example's behaviours: not the one the module made at import.
+    rt = Runtime()
+    device_health.install(rt)
+    edge = await serve(Edge(rt))
     async with edge.http() as http, connect(edge.ws_url) as ws:
         await ws.send('{"op": "watch", "pattern": "device:*"}')
         assert json.loads(await ws.recv())["op"] == "watching"
