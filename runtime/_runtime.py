@@ -120,11 +120,9 @@ class Runtime:
         self.store: SnapshotStore = open_store(store)
         self.passivate_after = passivate_after
         self.max_active = max_active
-        self.mailbox_size = mailbox_size
         self.max_cascade_depth = max_cascade_depth
         self.ask_timeout = ask_timeout
         self.durable = durable
-        self.durable_timeout = durable_timeout
         self.shutdown_timeout = shutdown_timeout
         self.store_retry = store_retry
         self.clock = clock or Clock()
@@ -147,6 +145,23 @@ class Runtime:
         self._writer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
+
+    # Settings the engine applies, changeable while running: kept in the engine, in one place.
+    @property
+    def mailbox_size(self) -> int:
+        return self._engine.mailbox_size
+
+    @mailbox_size.setter
+    def mailbox_size(self, size: int) -> None:
+        self._engine.mailbox_size = size
+
+    @property
+    def durable_timeout(self) -> float:
+        return self._engine.durable_timeout
+
+    @durable_timeout.setter
+    def durable_timeout(self, timeout: float) -> None:
+        self._engine.durable_timeout = timeout
 
     def __repr__(self) -> str:
         return (f"<Runtime store={self.store!r} active={len(self._actors)} "

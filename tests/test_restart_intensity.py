@@ -11,6 +11,9 @@ from runtime import Backoff, Policy, SubjectStopped
 from runtime._supervision import Intensity
 from runtime.testing import SimRuntime
 
+# SimRuntime's virtual time needs the kit's event loop, which this marker gives the tests.
+pytestmark = pytest.mark.subjects
+
 STEADY = Backoff(min=1, max=100, factor=2, jitter=0)
 
 

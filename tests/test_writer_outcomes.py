@@ -16,6 +16,9 @@ from runtime.testing import VirtualClock, settle
 from storage import Delete, MemoryStore, SnapshotRefused, SQLiteStore, StoreUnavailable
 from tests.writer_store import Recorder, next_wait, runtime, stored, until, within
 
+# Virtual time (VirtualClock, settle) needs the kit's event loop, which this marker gives.
+pytestmark = pytest.mark.subjects
+
 # -- refused writes -----------------------------------------------------------------------------
 
 
