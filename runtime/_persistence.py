@@ -184,7 +184,7 @@ class Pipeline:
                     continue
                 if deadline <= now:
                     fut.set_exception(NotDurable(
-                        f"the snapshot of {actor.name!r} was not committed within {timeout} s"
+                        f"the snapshot of {actor.name!r} was not committed within {timeout:g} s"
                         f"{f' (store error: {self.last_error})' if self.last_error else ''}; "
                         "the change is kept in memory and will be written when the store "
                         "allows"))

@@ -621,5 +621,5 @@ class Runtime:
 def _time_out(fut: asyncio.Future[Any], name: str, msg: Message, timeout: float) -> None:
     if not fut.done():
         fut.set_exception(AskTimeout(
-            f"{KIND_NAMES[msg.kind]} {msg.name!r} to {name!r} got no reply within {timeout} s"))
+            f"{KIND_NAMES[msg.kind]} {msg.name!r} to {name!r} got no reply within {timeout:g} s"))
 

@@ -155,7 +155,7 @@ def decide(policy: Policy, trouble: Trouble, error: Exception, now: float,
     """What becomes of an actor whose turn failed with `error` (its failure is recorded in
     `trouble`): a restart after the backoff, or a stop once the intensity is exceeded."""
     if trouble.failures.record(now):
-        return Stop(f"more than {policy.max_restarts} restarts within {policy.within} s; "
+        return Stop(f"more than {policy.max_restarts} restarts within {policy.within:g} s; "
                     f"last error: {type(error).__name__}: {error}")
     return Restart(now + policy.backoff.delay(trouble.failures.count, rng))
 
@@ -188,7 +188,7 @@ def escalate(supervisor: Supervisor, child: str, error: Exception,
     while node is not None and node.policy.escalate and not node.stopped and \
             node.escalations.record(now):
         policy = node.policy
-        reason = (f"more than {policy.max_restarts} failures escalated within {policy.within} "
+        reason = (f"more than {policy.max_restarts} failures escalated within {policy.within:g} "
                   f"s; last from {child}: {type(error).__name__}: {error}")
         node.stopped_reason = reason
         stopped.append((node, reason))

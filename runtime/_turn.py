@@ -65,7 +65,9 @@ class Turn(SubjectState):
             self.outbox = outbox = []
         outbox.append((target, message))
 
-    def emit(self, event_type: str, subject: object, payload: Any = None) -> None:
+    def emit(self, event_type: object, subject: object, payload: Any = None) -> None:
+        # `object`, checked here: compiled, a `str` parameter would refuse a wrong type itself,
+        # with mypyc's message instead of ours.
         self.send(name_of(subject), Message(EVENT, check_event_type(event_type), payload))
 
     async def ask(self, subject: object, event_type: str, payload: Any = None,
